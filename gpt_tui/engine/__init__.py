@@ -1,0 +1,1 @@
+"""The training and generation engine. Nothing under this package imports textual."""

@@ -1,0 +1,235 @@
+"""The GPT-2 model family: config, presets, and the transformer itself.
+
+Parameter names (the state-dict layout every loader maps onto):
+
+    tok_emb.weight                      (vocab, d)
+    pos_emb.weight                      (context, d)
+    blocks.N.ln1.{weight,bias}
+    blocks.N.attn.qkv.{weight,bias}     (3d, d): q, k, v stacked in that order
+    blocks.N.attn.proj.{weight,bias}    (d, d)
+    blocks.N.ln2.{weight,bias}
+    blocks.N.mlp.fc.{weight,bias}       (4d, d)
+    blocks.N.mlp.proj.{weight,bias}     (d, 4d)
+    ln_f.{weight,bias}
+    head.weight                         (vocab, d), the same tensor as tok_emb.weight when tied
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt_tui.errors import UserError
+
+MAX_CONTEXT = 1024
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 50257
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    drop_rate: float = 0.1
+    qkv_bias: bool = False
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.emb_dim % self.n_heads:
+            raise UserError(
+                f"emb_dim {self.emb_dim} is not divisible by n_heads {self.n_heads}; "
+                "pick a width that is a multiple of the head count."
+            )
+        if not 1 <= self.context_length:
+            raise UserError(f"context_length must be at least 1, got {self.context_length}.")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise UserError(f"drop_rate must be in [0, 1), got {self.drop_rate}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> "GPTConfig":
+        return replace(self, **changes)
+
+
+# The four GPT-2 sizes use the book's from-scratch settings (no q/k/v bias,
+# untied head, dropout 0.1); imported OpenAI weights set bias and tying from the files.
+PRESETS: dict[str, GPTConfig] = {
+    "tiny": GPTConfig(context_length=128, emb_dim=128, n_layers=2, n_heads=4, drop_rate=0.0),
+    "mini": GPTConfig(context_length=256, emb_dim=256, n_layers=4, n_heads=4, drop_rate=0.1),
+    "gpt2-small": GPTConfig(emb_dim=768, n_layers=12, n_heads=12),
+    "gpt2-medium": GPTConfig(emb_dim=1024, n_layers=24, n_heads=16),
+    "gpt2-large": GPTConfig(emb_dim=1280, n_layers=36, n_heads=20),
+    "gpt2-xl": GPTConfig(emb_dim=1600, n_layers=48, n_heads=25),
+}
+ALIASES = {"gpt2": "gpt2-small", "124M": "gpt2-small", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
+DEFAULT_PRESET = "tiny"
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def get_preset(name: str, **overrides: Any) -> GPTConfig:
+    """A named configuration, with optional overrides (``context_length=256``...)."""
+    key = ALIASES.get(name, name)
+    if key not in PRESETS:
+        choices = ", ".join(list(PRESETS) + list(ALIASES))
+        raise UserError(f"Unknown model preset {name!r}; choose one of: {choices}.")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    ctx = overrides.get("context_length")
+    if ctx is not None and not 1 <= ctx <= MAX_CONTEXT:
+        raise UserError(f"context_length {ctx} is outside 1..{MAX_CONTEXT}, the most GPT-2's position table allows.")
+    return PRESETS[key].with_(**overrides)
+
+
+class KVCache:
+    """Preallocated keys and values for every layer, so a decode step never concatenates."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
+        head_dim = config.emb_dim // config.n_heads
+        shape = (batch_size, config.n_heads, config.context_length, head_dim)
+        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.length = 0  # positions filled so far
+        self.capacity = config.context_length
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` of the batch (beam search reshuffles its beams)."""
+        for i in range(len(self.keys)):
+            self.keys[i] = self.keys[i].index_select(0, index)
+            self.values[i] = self.values[i].index_select(0, index)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.head_dim = config.emb_dim // config.n_heads
+        self.qkv = nn.Linear(config.emb_dim, 3 * config.emb_dim, bias=config.qkv_bias)
+        self.proj = nn.Linear(config.emb_dim, config.emb_dim)
+        self.drop_rate = config.drop_rate
+        self.resid_drop = nn.Dropout(config.drop_rate)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        dropout = self.drop_rate if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=t > 1)
+        else:
+            start = cache.length
+            end = start + t
+            cache.keys[layer][:, :, start:end] = k
+            cache.values[layer][:, :, start:end] = v
+            k = cache.keys[layer][:, :, :end]
+            v = cache.values[layer][:, :, :end]
+            if t == 1:
+                mask = None
+            else:  # query i (absolute position start+i) sees keys 0..start+i
+                rows = torch.arange(start, end, device=x.device).unsqueeze(1)
+                mask = torch.arange(end, device=x.device).unsqueeze(0) <= rows
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(b, t, d)
+        return self.resid_drop(self.proj(y))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.emb_dim, 4 * config.emb_dim)
+        self.proj = nn.Linear(4 * config.emb_dim, config.emb_dim)
+        self.drop = nn.Dropout(config.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.emb_dim, eps=1e-5)
+        self.attn = CausalSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.emb_dim, eps=1e-5)
+        self.mlp = FeedForward(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPTModel(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
+        self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
+        self.drop = nn.Dropout(config.drop_rate)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.emb_dim, eps=1e-5)
+        self.head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 * layers)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
+
+    def num_parameters(self) -> int:
+        """Unique parameters (a tied head counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
+        weight = self.tok_emb.weight
+        return KVCache(self.config, batch_size, weight.device, dtype or weight.dtype)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits ``(B, T, vocab)`` for ids ``(B, T)``; with ``last_only`` just ``(B, 1, vocab)``.
+
+        With a cache the ids continue the cached sequence at position ``cache.length``.
+        """
+        b, t = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + t > self.config.context_length:
+            raise ValueError(
+                f"sequence of {start + t} tokens exceeds the model's context of {self.config.context_length}"
+            )
+        positions = torch.arange(start, start + t, device=idx.device)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.length = start + t
+        if last_only:
+            x = x[:, -1:, :]
+        return self.head(self.ln_f(x))

@@ -1,0 +1,11 @@
+"""One exception type for every problem the user can fix.
+
+The CLI prints its message as one line and exits non-zero; the app shows it
+in a dialog. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input, files or machine, with a message that says what to do."""
