@@ -1,0 +1,318 @@
+"""Checkpoints: one ``.safetensors`` file per save, tensors in the body, JSON in the header.
+
+A single file can be replaced atomically (write a temporary file, fsync, rename),
+so a save killed midway leaves the previous checkpoint as it was. safetensors
+holds no code, so loading a checkpoint never runs anything from the file.
+
+Tensor keys:
+    model.<param>            the model's state dict (a tied head is stored once)
+    optim.<param>.<key>      AdamW state per parameter, keyed by parameter name
+    rng.torch                torch's CPU generator state (uint8)
+    rng.cuda.<i>             each CUDA generator's state (uint8)
+Header metadata ``gpt_tui`` (JSON): format version, kind ("full" or "model"),
+model config, optimizer hyperparameters, and the training state (step, epoch,
+position in the epoch, tokens seen, training config, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt_tui.engine.model import GPTConfig, GPTModel
+from gpt_tui.errors import UserError
+
+FORMAT = "gpt-tui-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+CHECKPOINTS_SUBDIR = "checkpoints"
+_STEP_NAME = re.compile(r"^step-(\d+)\.safetensors$")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: GPTConfig
+    model_state: dict[str, torch.Tensor]
+    kind: str  # "full" (resumable) or "model" (weights only)
+    train_state: dict[str, Any] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None  # names -> tensors, plus "param_groups"
+    rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}{SUFFIX}"
+
+
+def _param_names(model: torch.nn.Module) -> dict[int, str]:
+    return {id(p): name for name, p in model.named_parameters()}
+
+
+def _model_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if model.config.tie_weights:
+        state.pop("head.weight", None)
+    return {f"model.{k}": v.detach().contiguous() for k, v in state.items()}
+
+
+def _optimizer_payload(model: GPTModel, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    names = _param_names(model)
+    tensors: dict[str, torch.Tensor] = {}
+    groups: list[dict[str, Any]] = []
+    for group in optimizer.param_groups:
+        hyper = {k: v for k, v in group.items() if k != "params" and _json_safe(v)}
+        hyper["param_names"] = [names[id(p)] for p in group["params"]]
+        groups.append(hyper)
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.{names[id(p)]}.{key}"] = value.detach().contiguous()
+                else:
+                    tensors[f"optim.{names[id(p)]}.{key}"] = torch.tensor(value)
+    return tensors, groups
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    return tensors
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: GPTModel,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    train_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically; with an optimizer it is a full, resumable one."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = _model_tensors(model)
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": "full" if optimizer is not None else "model",
+        "config": model.config.to_dict(),
+        "train_state": train_state or {},
+        "meta": {"saved_at": time.time(), **(meta or {})},
+    }
+    if optimizer is not None:
+        optim_tensors, groups = _optimizer_payload(model, optimizer)
+        tensors.update(optim_tensors)
+        tensors.update(_rng_tensors())
+        header["param_groups"] = groups
+    tensors = {k: v.to("cpu") for k, v in tensors.items()}
+    _atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata={"gpt_tui": json.dumps(header)}))
+    return path
+
+
+def _atomic_save(path: Path, write: Any) -> None:
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise UserError(f"Cannot write a checkpoint in {directory}: {exc.strerror or exc}. Free space or pick another directory.") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"Could not save checkpoint {path}: {exc.strerror or exc}. The previous checkpoint is unchanged.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a gpt-tui checkpoint, without reading tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Checkpoint {path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for bad files
+        raise UserError(f"Checkpoint {path} is corrupt or truncated ({exc}); use an earlier checkpoint.") from None
+    if "gpt_tui" not in metadata:
+        raise UserError(f"{path} is a safetensors file but not a gpt-tui checkpoint (no gpt_tui header).")
+    try:
+        header = json.loads(metadata["gpt_tui"])
+    except json.JSONDecodeError:
+        raise UserError(f"Checkpoint {path} has a damaged header; use an earlier checkpoint.") from None
+    if header.get("format") != FORMAT or header.get("version", 0) > FORMAT_VERSION:
+        raise UserError(f"Checkpoint {path} has format version {header.get('version')}; this gpt-tui reads version {FORMAT_VERSION}.")
+    return header
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    try:
+        read_header(path)
+        return True
+    except UserError:
+        return False
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint onto ``device`` (any device: tensors are stored on the CPU)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    header = read_header(path)
+    model_state: dict[str, torch.Tensor] = {}
+    optim: dict[str, torch.Tensor] = {}
+    rng: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            for key in fh.keys():
+                tensor = fh.get_tensor(key)
+                if key.startswith("model."):
+                    model_state[key[len("model."):]] = tensor.to(device)
+                elif key.startswith("optim."):
+                    optim[key[len("optim."):]] = tensor.to(device)
+                elif key.startswith("rng."):
+                    rng[key[len("rng."):]] = tensor
+    except Exception as exc:
+        raise UserError(f"Checkpoint {path} is corrupt or truncated ({exc}); use an earlier checkpoint.") from None
+    config = GPTConfig.from_dict(header["config"])
+    if config.tie_weights and "tok_emb.weight" in model_state:
+        model_state["head.weight"] = model_state["tok_emb.weight"]
+    optimizer_state = None
+    if header.get("kind") == "full":
+        optimizer_state = {"tensors": optim, "param_groups": header.get("param_groups", [])}
+    return Checkpoint(
+        path=path,
+        config=config,
+        model_state=model_state,
+        kind=header.get("kind", "model"),
+        train_state=header.get("train_state", {}),
+        optimizer_state=optimizer_state,
+        rng_state=rng,
+        meta=header.get("meta", {}),
+    )
+
+
+def build_model(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> GPTModel:
+    """A model with the checkpoint's config and weights, in eval mode."""
+    with torch.device("meta"):
+        model = GPTModel(checkpoint.config)
+    model = model.to_empty(device=device)
+    try:
+        model.load_state_dict(checkpoint.model_state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"Checkpoint {checkpoint.path} does not match its own config: {exc}".splitlines()[0]) from None
+    if checkpoint.config.tie_weights:
+        model.head.weight = model.tok_emb.weight
+    return model.eval()
+
+
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> GPTModel:
+    return build_model(load_checkpoint(path, device), device)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, model: GPTModel, checkpoint: Checkpoint) -> None:
+    """Load AdamW state saved by parameter name into ``optimizer`` built for ``model``."""
+    if checkpoint.optimizer_state is None:
+        raise UserError(f"Checkpoint {checkpoint.path} holds weights only; it cannot resume an optimizer.")
+    saved_groups = checkpoint.optimizer_state["param_groups"]
+    tensors = checkpoint.optimizer_state["tensors"]
+    names = _param_names(model)
+    if len(saved_groups) != len(optimizer.param_groups):
+        raise UserError(f"Checkpoint {checkpoint.path} has {len(saved_groups)} optimizer groups, expected {len(optimizer.param_groups)}.")
+    by_param: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        name, _, slot = key.rpartition(".")
+        by_param.setdefault(name, {})[slot] = tensor
+    state: dict[int, dict[str, Any]] = {}
+    groups = []
+    index = 0
+    for saved, group in zip(saved_groups, optimizer.param_groups):
+        current = [names[id(p)] for p in group["params"]]
+        if current != saved["param_names"]:
+            raise UserError(f"Checkpoint {checkpoint.path} was saved for a different model layout; its optimizer state cannot be used.")
+        ids = []
+        for name in current:
+            if name in by_param:
+                state[index] = by_param[name]
+            ids.append(index)
+            index += 1
+        groups.append({**{k: v for k, v in saved.items() if k != "param_names"}, "params": ids})
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def restore_rng(checkpoint: Checkpoint) -> None:
+    if "torch" in checkpoint.rng_state:
+        torch.set_rng_state(checkpoint.rng_state["torch"].to(torch.uint8))
+    cuda = [checkpoint.rng_state[k] for k in sorted(checkpoint.rng_state) if k.startswith("cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Step checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS_SUBDIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest checkpoint of a run that reads back cleanly (a damaged newest one is skipped)."""
+    run_dir = Path(run_dir)
+    for path in reversed(list_checkpoints(run_dir)):
+        if is_checkpoint(path):
+            return path
+    raise UserError(f"No usable checkpoint in {run_dir}; train first, or pass a checkpoint file.")
+
+
+def resolve_checkpoint_path(source: str | Path) -> Path:
+    """A checkpoint file, or a run directory's latest checkpoint."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return latest_checkpoint(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a checkpoint file or a run directory.")
+    return path
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Remove all but the ``keep`` newest step checkpoints."""
+    for path in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,156 @@
+"""Run directories: what a run is doing, read back from the files it writes.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one event a line),
+``status.json`` (state, pid, step) and ``checkpoints/``. Anything that wants
+to show runs — ``gpt-tui runs``, the app's checkpoint list, ``attach`` — reads
+these files, so it works the same for a run in this process, in a detached
+process, or one that ended long ago.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt_tui import paths
+from gpt_tui.engine.events import EvalEvent, StepEvent, TrainEvent, record_to_event
+
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    path: Path
+    status: str  # running, finished, stopped, failed, stale (its process is gone), unknown
+    step: int
+    total_steps: int | None
+    best_val_loss: float | None
+    latest_checkpoint: Path | None
+    model: str | None
+    updated: float
+
+
+def write_status(run_dir: str | Path, state: str, **fields: Any) -> None:
+    """Replace status.json atomically; readers never see half a file."""
+    run_dir = Path(run_dir)
+    record = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
+    tmp = run_dir / f".{STATUS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    os.replace(tmp, run_dir / STATUS_FILE)
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[TrainEvent], int]:
+    """Events in metrics.jsonl from byte ``offset``; returns them and the offset to continue from.
+
+    A last line without its newline (a write in progress) is left for the next call.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    events: list[TrainEvent] = []
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return events, offset
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        try:
+            event = record_to_event(json.loads(line))
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+            continue
+        if event is not None:
+            events.append(event)
+    return events, offset + end
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    from gpt_tui.engine.checkpoint import list_checkpoints
+
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    state = status.get("state", "unknown")
+    if state == "running" and not process_alive(status.get("pid")):
+        state = "stale"
+    events, _ = read_metrics(run_dir)
+    step = 0
+    total: int | None = status.get("total_steps")
+    best: float | None = None
+    for event in events:
+        if isinstance(event, StepEvent):
+            step = max(step, event.step)
+            total = event.total_steps
+        elif isinstance(event, EvalEvent) and event.val_loss == event.val_loss:  # not NaN
+            best = event.val_loss if best is None else min(best, event.val_loss)
+    checkpoints = list_checkpoints(run_dir)
+    model = None
+    try:
+        model = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("model")
+    except (OSError, json.JSONDecodeError):
+        pass
+    try:
+        updated = max(p.stat().st_mtime for p in run_dir.iterdir())
+    except (OSError, ValueError):
+        updated = 0.0
+    return RunInfo(
+        name=run_dir.name,
+        path=run_dir,
+        status=state,
+        step=step,
+        total_steps=total,
+        best_val_loss=best,
+        latest_checkpoint=checkpoints[-1] if checkpoints else None,
+        model=model,
+        updated=updated,
+    )
+
+
+def list_runs(root: str | Path | None = None) -> list[RunInfo]:
+    """Every run under ``root`` (the user data dir's runs/ by default), newest first."""
+    root = Path(root) if root is not None else paths.runs_dir()
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and ((p / "config.json").exists() or (p / STATUS_FILE).exists())]
+    return sorted(runs, key=lambda r: r.updated, reverse=True)
+
+
+def find_run(name_or_path: str | None) -> Path:
+    """A run directory from a path, a run name under runs/, or (None) the newest run."""
+    from gpt_tui.errors import UserError
+
+    if name_or_path:
+        candidate = Path(name_or_path).expanduser()
+        if candidate.is_dir():
+            return candidate
+        named = paths.runs_dir() / name_or_path
+        if named.is_dir():
+            return named
+        raise UserError(f"No run called {name_or_path!r}; `gpt-tui runs` lists them.")
+    runs = list_runs()
+    if not runs:
+        raise UserError("There are no runs yet; start one with `gpt-tui train`.")
+    return runs[0].path

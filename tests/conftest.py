@@ -1,0 +1,35 @@
+"""Every test gets its own user directories, so nothing touches the real ones."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory, monkeypatch):
+    root = tmp_path_factory.mktemp("user")
+    for name in ("DATA", "CACHE", "CONFIG"):
+        monkeypatch.setenv(f"GPT_TUI_{name}_DIR", str(root / name.lower()))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(root / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(root / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return root
+
+
+@pytest.fixture
+def fast_tui_settings(isolated_user_dirs):
+    """A settings.toml that makes the app's training and replies quick and repeatable in tests."""
+    from dataclasses import replace
+
+    from gpt_tui.tui.config import Settings, save_settings
+
+    settings = Settings()
+    settings = replace(
+        settings,
+        training=replace(settings.training, context_length=32, batch_size=2, eval_freq=5, eval_iter=1,
+                         max_steps=400, warmup_steps=0, sample_tokens=0, precision="fp32", device="cpu"),
+        sampling=replace(settings.sampling, temperature=0.0, max_new_tokens=12, seed=7),
+    )
+    save_settings(settings)
+    return settings

@@ -1,0 +1,27 @@
+import pkgutil
+import subprocess
+import sys
+
+import gpt_tui.engine
+
+
+def test_engine_never_imports_textual():
+    modules = [f"gpt_tui.engine.{m.name}" for m in pkgutil.iter_modules(gpt_tui.engine.__path__)]
+    assert len(modules) >= 10
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'plotext'))\n"
+        "print(bad)\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_cli_import_is_light():
+    """`gpt-tui --help` must not pay for torch."""
+    code = "import sys, gpt_tui.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
