@@ -1,0 +1,843 @@
+"""Pretrained GPT-2 weights in every form people have them, loaded into gpt-tui's model.
+
+Accepted sources (``load_model`` tells them apart by content, not by name):
+
+- a gpt-tui checkpoint file, or a run directory (its newest checkpoint);
+- the name of a model imported earlier with ``import_weights`` (``gpt-tui import``);
+- a Hugging Face folder or file: ``model.safetensors`` (or sharded, or
+  ``pytorch_model.bin``) with ``config.json``; Conv1D weights stored
+  transposed, q/k/v fused in ``c_attn``, keys with or without ``transformer.``,
+  ``lm_head`` absent when tied;
+- a Hugging Face model id (``gpt2``, ``gpt2-medium``, ``openai-community/gpt2``)
+  already in the local Hugging Face cache; nothing is fetched;
+- OpenAI's original TensorFlow checkpoint folder (read without TensorFlow);
+- a ``.pth``/``.pt``/``.bin`` state dict in the book's naming (``tok_emb``,
+  ``trf_blocks.N.att.W_query``, ..., ``out_head``), in Hugging Face's, or in gpt-tui's.
+
+The configuration comes from the files: config.json or hparams.json when
+present, otherwise the tensor shapes (the head count, which shapes cannot
+show, from GPT-2's and gpt-tui's standard sizes or a JSON file alongside).
+
+Pickled files are opened only with ``torch.load(weights_only=True)``, so a
+file that would run code when unpickled is refused and nothing in it runs.
+
+Imported weights get ``drop_rate`` 0.0: the model is in eval mode for
+inference anyway, and fine-tuning pretrained GPT-2 on small text works well
+without dropout; ``gpt-tui train --drop-rate`` sets another rate.
+A head padded past GPT-2's 50257 tokens (e.g. 50304) is cut back to 50257:
+the extra rows belong to no token the tokenizer can produce or print.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpt_tui.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from gpt_tui.engine.model import GPTConfig, GPTModel
+
+GPT2_VOCAB = 50257
+LAYER_NORM_EPS = 1e-5
+# Activation names that are GPT-2's tanh-approximated GELU.
+TANH_GELUS = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"}
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# Width -> heads for the released GPT-2 sizes and gpt-tui's own presets, used when no config says.
+KNOWN_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25, 128: 4, 256: 4}
+
+ACCEPTED = (
+    "a gpt-tui checkpoint or run directory; a model name from `gpt-tui import`; a Hugging Face folder "
+    "(config.json + model.safetensors or pytorch_model.bin) or a model id already in the Hugging Face cache "
+    "(gpt2, gpt2-medium, gpt2-large, gpt2-xl); an OpenAI TensorFlow checkpoint folder (hparams.json, "
+    "model.ckpt.index, model.ckpt.data-*); a .pth/.pt/.bin state dict in the book's, Hugging Face's or gpt-tui's naming"
+)
+
+KIND_NATIVE = "gpt-tui"
+KIND_HF = "huggingface"
+KIND_TF = "tensorflow"
+KIND_BOOK = "book-state-dict"
+KIND_STATE = "state-dict"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use, and where it came from."""
+
+    model: "GPTModel"  # eval mode
+    config: "GPTConfig"
+    kind: str  # gpt-tui, huggingface, tensorflow, book-state-dict, state-dict
+    path: Path
+    notes: list[str] = field(default_factory=list)  # adjustments made while loading
+
+
+@dataclass
+class Weights:
+    """Weights renamed to gpt-tui's layout (CPU float32) with the config that fits them."""
+
+    config: "GPTConfig"
+    state: dict[str, "torch.Tensor"]
+    kind: str
+    path: Path
+    notes: list[str] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)  # gpt-tui name -> name in the file
+
+
+# ---------------------------------------------------------------------------
+# Public entry points.
+
+
+def load_model(source: str | Path, device: "str | torch.device" = "cpu") -> LoadedModel:
+    """Load any accepted source (see the module docstring) onto ``device``, in eval mode."""
+    weights = read_weights(source)
+    model = _build(weights, device)
+    return LoadedModel(model=model, config=weights.config, kind=weights.kind, path=weights.path, notes=weights.notes)
+
+
+def import_weights(source: str | Path, name: str | None = None) -> Path:
+    """Convert any loadable source into a gpt-tui model-only checkpoint under the models directory.
+
+    The result loads by path or by ``name`` anywhere a checkpoint is accepted,
+    and ``gpt-tui train --init-from`` fine-tunes from it.
+    """
+    from gpt_tui.engine.checkpoint import save_checkpoint
+    from gpt_tui.paths import models_dir
+
+    weights = read_weights(source)
+    name = _checked_name(name) if name else _default_name(source, weights)
+    model = _build(weights, "cpu")
+    target = models_dir() / f"{name}.safetensors"
+    meta = {"imported_from": str(source), "source_kind": weights.kind, "notes": weights.notes}
+    return save_checkpoint(target, model, meta=meta)
+
+
+def export_hf(source: str | Path, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` that ``GPT2LMHeadModel.from_pretrained`` loads."""
+    import torch
+    from safetensors.torch import save_file
+
+    weights = read_weights(source)
+    config, state = weights.config, weights.state
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; give a directory to export into.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create {out}: {exc.strerror or exc}.") from None
+
+    tensors: dict[str, torch.Tensor] = {
+        "transformer.wte.weight": state["tok_emb.weight"],
+        "transformer.wpe.weight": state["pos_emb.weight"],
+        "transformer.ln_f.weight": state["ln_f.weight"],
+        "transformer.ln_f.bias": state["ln_f.bias"],
+    }
+    d = config.emb_dim
+    for i in range(config.n_layers):
+        src, dst = f"blocks.{i}.", f"transformer.h.{i}."
+        qkv_bias = state.get(src + "attn.qkv.bias")
+        tensors.update(
+            {
+                dst + "ln_1.weight": state[src + "ln1.weight"],
+                dst + "ln_1.bias": state[src + "ln1.bias"],
+                # Conv1D keeps (in, out): the transpose of nn.Linear's (out, in).
+                dst + "attn.c_attn.weight": state[src + "attn.qkv.weight"].t(),
+                # GPT2's c_attn always has a bias; a model trained without one exports zeros.
+                dst + "attn.c_attn.bias": qkv_bias if qkv_bias is not None else torch.zeros(3 * d),
+                dst + "attn.c_proj.weight": state[src + "attn.proj.weight"].t(),
+                dst + "attn.c_proj.bias": state[src + "attn.proj.bias"],
+                dst + "ln_2.weight": state[src + "ln2.weight"],
+                dst + "ln_2.bias": state[src + "ln2.bias"],
+                dst + "mlp.c_fc.weight": state[src + "mlp.fc.weight"].t(),
+                dst + "mlp.c_fc.bias": state[src + "mlp.fc.bias"],
+                dst + "mlp.c_proj.weight": state[src + "mlp.proj.weight"].t(),
+                dst + "mlp.c_proj.bias": state[src + "mlp.proj.bias"],
+            }
+        )
+    if not config.tie_weights:
+        tensors["lm_head.weight"] = state["head.weight"]
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}
+    hf_config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.context_length,
+        "n_ctx": config.context_length,
+        "n_embd": d,
+        "n_layer": config.n_layers,
+        "n_head": config.n_heads,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": LAYER_NORM_EPS,
+        "resid_pdrop": config.drop_rate,
+        "embd_pdrop": config.drop_rate,
+        "attn_pdrop": config.drop_rate,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": config.tie_weights,
+        "bos_token_id": GPT2_VOCAB - 1,
+        "eos_token_id": GPT2_VOCAB - 1,
+        "torch_dtype": "float32",
+    }
+    tmp = out / ".model.safetensors.tmp"
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        tmp.replace(out / "model.safetensors")
+        (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    except Exception as exc:  # OSError, or safetensors' own error for a failed write
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"Cannot write the export into {out}: {_first_line(exc)}.") from None
+    return out
+
+
+def read_weights(source: str | Path) -> Weights:
+    """Any accepted source, renamed to gpt-tui's layout with its config (on the CPU, not yet a model)."""
+    from gpt_tui.engine import hub
+
+    text = str(source).strip()
+    if not text:
+        raise UserError(f"No weights given. Accepted: {ACCEPTED}.")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _read_dir(path)
+    if path.is_file():
+        return _read_file(path)
+    if Path(f"{path}.index").is_file():  # a TensorFlow prefix such as .../model.ckpt
+        return _read_tensorflow(path.parent, prefix=path)
+    if re.fullmatch(r"[A-Za-z0-9._-]+", text):
+        from gpt_tui.paths import models_dir
+
+        imported = models_dir() / f"{text}.safetensors"
+        if imported.is_file():
+            return _read_file(imported)
+    if re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?", text):
+        snapshot = hub.find_cached(text)
+        if snapshot is not None:
+            return _read_dir(snapshot)
+        if hub.canonical_name(text) is not None:
+            raise UserError(
+                f"{text} is not a file here and not in the Hugging Face cache at {hub.hf_cache_dir()}; "
+                f"fetch it with `gpt-tui download {text}`, or pass the folder that holds its files."
+            )
+        if "/" in text:
+            raise UserError(
+                f"{text} is neither a path here nor a model in the Hugging Face cache at {hub.hf_cache_dir()}; "
+                f"pass the folder that holds its config.json and weights. Accepted: {ACCEPTED}."
+            )
+    raise UserError(f"{text} does not exist. Accepted: {ACCEPTED}.")
+
+
+# ---------------------------------------------------------------------------
+# Telling formats apart.
+
+
+def _read_dir(folder: Path) -> Weights:
+    from gpt_tui.engine import checkpoint as ckpt
+
+    names = {p.name for p in folder.iterdir()}
+    if any(name in names for name in HF_WEIGHT_FILES):
+        return _read_hf_folder(folder)
+    if names & {"hparams.json", "checkpoint"} or any(n.endswith(".index") for n in names):
+        return _read_tensorflow(folder)
+    if (folder / ckpt.CHECKPOINTS_SUBDIR).is_dir():  # a run directory: its newest checkpoint that reads back
+        return _read_file(ckpt.latest_checkpoint(folder))
+    if "snapshots" in names and folder.name.startswith("models--"):
+        return _read_hf_cache_entry(folder)
+    candidates = [p for p in sorted(folder.iterdir()) if p.suffix in {".safetensors", ".bin", ".pt", ".pth"}]
+    if len(candidates) == 1:
+        return _read_file(candidates[0])
+    raise UserError(f"{folder} holds no weights gpt-tui recognises. Accepted: {ACCEPTED}.")
+
+
+def _read_hf_cache_entry(folder: Path) -> Weights:
+    """A ``models--org--name`` folder of the Hugging Face cache: the snapshot ``refs/main`` names."""
+    ref = folder / "refs" / "main"
+    snapshots = folder / "snapshots"
+    if ref.is_file() and (snapshots / ref.read_text().strip()).is_dir():
+        return _read_dir(snapshots / ref.read_text().strip())
+    found = [p for p in snapshots.iterdir() if p.is_dir()]
+    if len(found) == 1:
+        return _read_dir(found[0])
+    raise UserError(f"{folder} has {len(found)} snapshots and no refs/main; pass the snapshot folder you want.")
+
+
+def _sniff(path: Path) -> str:
+    """What a file holds, from its first and last bytes: safetensors, torch-zip, pickle, tf-index or unknown."""
+    from gpt_tui.engine.tf_checkpoint import FOOTER_SIZE, TABLE_MAGIC
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(16)
+            if size >= FOOTER_SIZE:
+                f.seek(size - 8)
+                tail = f.read(8)
+            else:
+                tail = b""
+    except OSError as exc:
+        raise UserError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return "pickle"
+    if head[8:9] == b"{":  # an 8-byte header length, then the JSON header
+        return "safetensors"
+    if tail and struct.unpack("<Q", tail)[0] == TABLE_MAGIC:
+        return "tf-index"
+    return "unknown"
+
+
+def _read_file(path: Path) -> Weights:
+    if path.name in {"config.json", "hparams.json", "checkpoint"}:
+        return _read_dir(path.parent)
+    if path.name.endswith(".index.json"):
+        return _read_hf_folder(path.parent)
+    match = re.fullmatch(r"(.+)\.data-\d{5}-of-\d{5}", path.name)
+    if match:
+        return _read_tensorflow(path.parent, prefix=path.with_name(match.group(1)))
+    kind = _sniff(path)
+    if kind == "tf-index" or path.suffix == ".index":
+        return _read_tensorflow(path.parent, prefix=path.with_suffix(""))
+    if kind == "safetensors" or path.suffix == ".safetensors":
+        return _read_safetensors_file(path)
+    if kind in {"torch-zip", "pickle"} or path.suffix in {".bin", ".pt", ".pth", ".ckpt"}:
+        state, extra_config = _torch_load(path)
+        return _from_state_dict(state, path, extra_config)
+    raise UserError(f"{path} is not a format gpt-tui reads. Accepted: {ACCEPTED}.")
+
+
+# ---------------------------------------------------------------------------
+# Reading tensors safely.
+
+
+def _read_safetensors_file(path: Path) -> Weights:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as exc:  # safetensors reports damage with its own exception types
+        raise UserError(f"{path} is corrupt or truncated ({_first_line(exc)}); download or copy it again.") from None
+    if "gpt_tui" in metadata:
+        return _read_native(path)
+    state = _load_safetensors(path)
+    return _from_state_dict(state, path, None)
+
+
+def _load_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise UserError(f"{path} is corrupt or truncated ({_first_line(exc)}); download or copy it again.") from None
+
+
+def _torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:
+    """A pickled state dict via ``weights_only=True``: tensors and plain containers only, never code."""
+    import pickle
+
+    import torch
+
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _first_line(exc)
+        if "weights only" in reason.lower():
+            raise UserError(
+                f"Refused to load {path}: unpickling it would run code or build objects other than tensors, "
+                "and gpt-tui only opens pickles in weights-only mode. If you trust its origin, re-save its "
+                "state dict of tensors (torch.save(model.state_dict(), ...)) or convert it to safetensors."
+            ) from None
+        raise UserError(f"{path} is corrupt or not a PyTorch file ({reason}).") from None
+    except (RuntimeError, EOFError, ValueError, OSError, struct.error, UnicodeDecodeError, KeyError) as exc:
+        raise UserError(f"{path} is corrupt, truncated or not a PyTorch file ({_first_line(exc)}).") from None
+    state, config = _unwrap_state(loaded, path)
+    return state, config
+
+
+_STATE_KEYS = ("model_state_dict", "state_dict", "model_state", "model", "module")
+_CONFIG_KEYS = ("config", "model_config", "cfg", "model_args", "hparams")
+
+
+def _unwrap_state(obj: Any, path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:
+    """The tensors of a state dict, also inside the usual training-checkpoint wrappers."""
+    import torch
+
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors. Accepted: {ACCEPTED}.")
+    config = next((obj[k] for k in _CONFIG_KEYS if isinstance(obj.get(k), dict)), None)
+    for key in _STATE_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            obj = inner
+            break
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise UserError(f"{path} holds no tensors. Accepted: {ACCEPTED}.")
+    return state, config
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({_first_line(exc)}); restore it from the original download.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} should hold a JSON object.")
+    return data
+
+
+# ---------------------------------------------------------------------------
+# The formats.
+
+
+def _read_native(path: Path) -> Weights:
+    from gpt_tui.engine.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path, "cpu")
+    return Weights(checkpoint.config, dict(checkpoint.model_state), KIND_NATIVE, path)
+
+
+def _read_hf_folder(folder: Path) -> Weights:
+    """config.json plus one weights file, or shards listed by an index file."""
+    state: dict[str, torch.Tensor] = {}
+    source: Path | None = None
+    for name in HF_WEIGHT_FILES:
+        candidate = folder / name
+        if not candidate.is_file():
+            continue
+        source = candidate
+        if name.endswith(".index.json"):
+            weight_map = _read_json(candidate).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise UserError(f"{candidate} has no weight_map; restore it from the original download.")
+            for shard in sorted(set(weight_map.values())):
+                shard_path = folder / str(shard)
+                if not shard_path.is_file():
+                    raise UserError(f"{candidate} lists {shard}, which is missing from {folder}.")
+                state.update(_load_safetensors(shard_path) if shard_path.suffix == ".safetensors" else _torch_load(shard_path)[0])
+        elif name.endswith(".safetensors"):
+            state = _load_safetensors(candidate)
+        else:
+            state = _torch_load(candidate)[0]
+        break
+    if source is None:
+        raise UserError(f"{folder} has no model.safetensors or pytorch_model.bin.")
+    config_path = folder / "config.json"
+    hf_config = _read_json(config_path) if config_path.is_file() else None
+    return _from_hf(state, source, hf_config)
+
+
+def _from_state_dict(state: dict[str, "torch.Tensor"], path: Path, extra_config: dict[str, Any] | None) -> Weights:
+    """A bare state dict: which naming it uses decides the converter."""
+    state = {_strip_wrappers(k): v for k, v in state.items()}
+    keys = set(state)
+    if "tok_emb.weight" in keys and any(k.startswith("trf_blocks.") for k in keys):
+        return _from_book(state, path, extra_config or _sidecar_config(path))
+    if "tok_emb.weight" in keys and any(k.startswith("blocks.") for k in keys):
+        return _from_native_state(state, path, extra_config or _sidecar_config(path))
+    if any(k.removeprefix("transformer.") == "wte.weight" for k in keys):
+        sidecar = path.parent / "config.json"
+        hf_config = extra_config or (_read_json(sidecar) if sidecar.is_file() else None)
+        return _from_hf(state, path, hf_config)
+    sample = ", ".join(sorted(keys)[:4])
+    raise UserError(
+        f"{path} is a state dict, but its tensor names ({sample}, ...) match none of the layouts gpt-tui reads: "
+        "the book's (tok_emb, trf_blocks.N.att.W_query, out_head), Hugging Face GPT-2's (wte, h.N.attn.c_attn, ...) "
+        "or gpt-tui's (tok_emb, blocks.N.attn.qkv, head)."
+    )
+
+
+def _strip_wrappers(key: str) -> str:
+    """Prefixes that DistributedDataParallel and torch.compile add to parameter names."""
+    for prefix in ("module.", "_orig_mod."):
+        while key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def _sidecar_config(path: Path) -> dict[str, Any] | None:
+    """A JSON config next to a bare state dict: ``<stem>.json`` or ``config.json``."""
+    for candidate in (path.with_suffix(".json"), path.parent / "config.json", path.parent / "hparams.json"):
+        if candidate.is_file():
+            return _read_json(candidate)
+    return None
+
+
+def _config_value(config: dict[str, Any] | None, *names: str) -> Any:
+    if not config:
+        return None
+    for name in names:
+        if config.get(name) is not None:
+            return config[name]
+    return None
+
+
+def _infer_heads(width: int, config: dict[str, Any] | None, path: Path) -> int:
+    heads = _config_value(config, "n_heads", "n_head", "num_heads", "num_attention_heads")
+    if heads is not None:
+        return int(heads)
+    if width in KNOWN_HEADS:
+        return KNOWN_HEADS[width]
+    raise UserError(
+        f"Cannot tell how many attention heads the model in {path} has (width {width} is not a standard size); "
+        f"put a JSON file with \"n_heads\" next to it, named config.json or {path.with_suffix('.json').name}."
+    )
+
+
+def _layer_count(keys: set[str], pattern: str, path: Path) -> int:
+    indices = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
+    if not indices:
+        raise UserError(f"{path} has no transformer blocks.")
+    count = max(indices) + 1
+    missing = sorted(set(range(count)) - indices)
+    if missing:
+        raise UserError(f"{path} is missing transformer block {missing[0]} of {count}; the file is incomplete.")
+    return count
+
+
+def _require(state: dict[str, "torch.Tensor"], key: str, path: Path) -> "torch.Tensor":
+    if key not in state:
+        raise UserError(f"{path} has no tensor {key!r}; the file is incomplete or not a GPT-2 model.")
+    return state[key]
+
+
+def _from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, Any] | None) -> Weights:
+    """Hugging Face GPT-2: Conv1D weights are (in, out), so every projection is transposed."""
+    from gpt_tui.engine.model import GPTConfig
+
+    state = {k.removeprefix("transformer."): v for k, v in state.items()}
+    # Causal-mask buffers that older transformers versions saved with the weights.
+    state = {k: v for k, v in state.items() if not re.fullmatch(r"h\.\d+\.attn\.(bias|masked_bias)", k)}
+    _check_hf_config(hf_config, path)
+    wte = _require(state, "wte.weight", path)
+    wpe = _require(state, "wpe.weight", path)
+    if wte.dim() != 2 or wpe.dim() != 2:
+        raise UserError(f"{path}: wte and wpe must be 2-D tables, got shapes {list(wte.shape)} and {list(wpe.shape)}.")
+    vocab, width = wte.shape
+    layers = _layer_count(set(state), r"h\.(\d+)\.", path)
+    declared = {
+        "n_layer": (_config_value(hf_config, "n_layer", "num_hidden_layers"), layers),
+        "n_embd": (_config_value(hf_config, "n_embd", "hidden_size"), width),
+        "vocab_size": (_config_value(hf_config, "vocab_size"), vocab),
+        "n_positions": (_config_value(hf_config, "n_positions", "max_position_embeddings"), wpe.shape[0]),
+    }
+    for name, (said, found) in declared.items():
+        if said is not None and int(said) != int(found):
+            raise UserError(f"{path}: config.json says {name} = {said} but the weights have {found}; the files do not belong together.")
+    lm_head = state.pop("lm_head.weight", None)
+    tied = lm_head is None or (lm_head.shape == wte.shape and bool(lm_head.data_ptr() == wte.data_ptr() or lm_head.equal(wte)))
+    if hf_config is not None and hf_config.get("tie_word_embeddings", True) is False and lm_head is not None:
+        tied = False
+    qkv_bias = "h.0.attn.c_attn.bias" in state
+    config = GPTConfig(
+        vocab_size=int(vocab),
+        context_length=int(wpe.shape[0]),
+        emb_dim=int(width),
+        n_layers=layers,
+        n_heads=_infer_heads(int(width), hf_config, path),
+        drop_rate=0.0,
+        qkv_bias=qkv_bias,
+        tie_weights=tied,
+    )
+    out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+
+    def put(dst: str, src: str, transpose: bool = False) -> None:
+        tensor = _require(state, src, path)
+        del state[src]  # renamed tensors leave the source dict, so each can be freed once converted
+        if transpose:
+            if tensor.dim() != 2:
+                raise UserError(f"{path}: {src} should be a 2-D matrix but has shape {list(tensor.shape)}.")
+            tensor = tensor.t()
+        out[dst] = tensor
+        origin[dst] = src
+
+    put("tok_emb.weight", "wte.weight")
+    put("pos_emb.weight", "wpe.weight")
+    for i in range(layers):
+        h, b = f"h.{i}.", f"blocks.{i}."
+        put(b + "ln1.weight", h + "ln_1.weight")
+        put(b + "ln1.bias", h + "ln_1.bias")
+        put(b + "attn.qkv.weight", h + "attn.c_attn.weight", transpose=True)
+        if qkv_bias:
+            put(b + "attn.qkv.bias", h + "attn.c_attn.bias")
+        put(b + "attn.proj.weight", h + "attn.c_proj.weight", transpose=True)
+        put(b + "attn.proj.bias", h + "attn.c_proj.bias")
+        put(b + "ln2.weight", h + "ln_2.weight")
+        put(b + "ln2.bias", h + "ln_2.bias")
+        put(b + "mlp.fc.weight", h + "mlp.c_fc.weight", transpose=True)
+        put(b + "mlp.fc.bias", h + "mlp.c_fc.bias")
+        put(b + "mlp.proj.weight", h + "mlp.c_proj.weight", transpose=True)
+        put(b + "mlp.proj.bias", h + "mlp.c_proj.bias")
+    put("ln_f.weight", "ln_f.weight")
+    put("ln_f.bias", "ln_f.bias")
+    if tied:
+        out["head.weight"] = out["tok_emb.weight"]
+        origin["head.weight"] = "wte.weight"
+    else:
+        out["head.weight"] = lm_head  # type: ignore[assignment]
+        origin["head.weight"] = "lm_head.weight"
+    leftover = sorted(state)
+    if leftover:
+        raise UserError(f"{path} has tensors a GPT-2 model does not have ({', '.join(leftover[:3])}); it is another architecture.")
+    return _finish(config, out, KIND_HF, path, origin)
+
+
+def _check_hf_config(hf_config: dict[str, Any] | None, path: Path) -> None:
+    """Refuse configurations the GPT-2 architecture here cannot reproduce, rather than load them wrongly."""
+    if not hf_config:
+        return
+    where = path.parent / "config.json" if path.is_file() else path / "config.json"
+    model_type = hf_config.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise UserError(f"{where} describes a {model_type!r} model; gpt-tui loads GPT-2 models only.")
+    activation = hf_config.get("activation_function", "gelu_new")
+    if activation not in TANH_GELUS:
+        raise UserError(f"{where} uses activation {activation!r}; gpt-tui's GPT-2 uses the tanh GELU (gelu_new).")
+    eps = float(hf_config.get("layer_norm_epsilon", LAYER_NORM_EPS))
+    if abs(eps - LAYER_NORM_EPS) > 1e-12:
+        raise UserError(f"{where} sets layer_norm_epsilon {eps}; gpt-tui's GPT-2 uses {LAYER_NORM_EPS}.")
+    n_inner = hf_config.get("n_inner")
+    width = hf_config.get("n_embd")
+    if n_inner is not None and width is not None and int(n_inner) != 4 * int(width):
+        raise UserError(f"{where} sets n_inner {n_inner}; gpt-tui's GPT-2 has a feed-forward of 4 x n_embd = {4 * int(width)}.")
+    if hf_config.get("scale_attn_weights", True) is False or hf_config.get("scale_attn_by_inverse_layer_idx"):
+        raise UserError(f"{where} changes GPT-2's attention scaling, which gpt-tui's model does not support.")
+
+
+def _read_tensorflow(folder: Path, prefix: Path | None = None) -> Weights:
+    """OpenAI's release: model/wte, model/h0/attn/c_attn/w [1, nx, 3nx], ...; renamed to Hugging Face's names."""
+    import torch
+
+    from gpt_tui.engine.tf_checkpoint import TFCheckpoint, find_checkpoint_prefix
+
+    prefix = prefix or find_checkpoint_prefix(folder)
+    bundle = TFCheckpoint(prefix)
+    hparams_path = folder / "hparams.json"
+    hparams = _read_json(hparams_path) if hparams_path.is_file() else None
+    state: dict[str, torch.Tensor] = {}
+    for name in bundle.numeric_names():
+        parts = name.split("/")
+        if parts[0] != "model":
+            continue  # optimizer slots and bookkeeping, if a training checkpoint
+        rest = parts[1:]
+        tensor = torch.from_numpy(bundle.read(name)).to(torch.float32)
+        if rest[0] in ("wte", "wpe") and len(rest) == 1:
+            key = rest[0] + ".weight"
+        else:
+            leaf = {"g": "weight", "b": "bias", "w": "weight"}.get(rest[-1])
+            layer = re.fullmatch(r"h(\d+)", rest[0])
+            if leaf is None or (layer is None and rest[0] != "ln_f"):
+                raise UserError(f"{bundle.index_path} has a variable {name!r} that is not part of GPT-2.")
+            if rest[-1] == "w":
+                if tensor.dim() != 3 or tensor.shape[0] != 1:
+                    raise UserError(f"{bundle.index_path}: {name} should have shape [1, in, out] but has {list(tensor.shape)}.")
+                tensor = tensor[0]
+            scope = [f"h.{layer.group(1)}"] if layer else ["ln_f"]
+            key = ".".join(scope + rest[1:-1] + [leaf])
+        state[key] = tensor
+    if not state:
+        raise UserError(f"{bundle.index_path} has no GPT-2 variables (expected names like model/wte, model/h0/...).")
+    hf_config = None
+    if hparams is not None:
+        hf_config = {
+            "n_layer": hparams.get("n_layer"),
+            "n_embd": hparams.get("n_embd"),
+            "n_head": hparams.get("n_head"),
+            "vocab_size": hparams.get("n_vocab"),
+            "n_positions": hparams.get("n_ctx"),
+        }
+    weights = _from_hf(state, bundle.index_path, hf_config)
+    weights.kind = KIND_TF
+    return weights
+
+
+def _from_book(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:
+    """The book's GPTModel: separate W_query/W_key/W_value (nn.Linear), LayerNorm scale/shift, out_head."""
+    import torch
+
+    from gpt_tui.engine.model import GPTConfig
+
+    tok = _require(state, "tok_emb.weight", path)
+    pos = _require(state, "pos_emb.weight", path)
+    vocab, width = tok.shape
+    layers = _layer_count(set(state), r"trf_blocks\.(\d+)\.", path)
+    qkv_bias = "trf_blocks.0.att.W_query.bias" in state
+    head = _require(state, "out_head.weight", path)
+    tied = head.shape == tok.shape and bool(head.data_ptr() == tok.data_ptr() or head.equal(tok))
+    config = GPTConfig(
+        vocab_size=int(vocab),
+        context_length=int(pos.shape[0]),
+        emb_dim=int(width),
+        n_layers=layers,
+        n_heads=_infer_heads(int(width), config_hint, path),
+        drop_rate=0.0,
+        qkv_bias=qkv_bias,
+        tie_weights=tied,
+    )
+    out: dict[str, torch.Tensor] = {"tok_emb.weight": tok, "pos_emb.weight": pos}
+    origin = {"tok_emb.weight": "tok_emb.weight", "pos_emb.weight": "pos_emb.weight"}
+    renames = {
+        "norm1.scale": "ln1.weight",
+        "norm1.shift": "ln1.bias",
+        "att.out_proj.weight": "attn.proj.weight",
+        "att.out_proj.bias": "attn.proj.bias",
+        "norm2.scale": "ln2.weight",
+        "norm2.shift": "ln2.bias",
+        "ff.layers.0.weight": "mlp.fc.weight",
+        "ff.layers.0.bias": "mlp.fc.bias",
+        "ff.layers.2.weight": "mlp.proj.weight",
+        "ff.layers.2.bias": "mlp.proj.bias",
+    }
+    for i in range(layers):
+        src, dst = f"trf_blocks.{i}.", f"blocks.{i}."
+        for old, new in renames.items():
+            out[dst + new] = _require(state, src + old, path)
+            origin[dst + new] = src + old
+        parts = [_require(state, f"{src}att.W_{name}.weight", path) for name in ("query", "key", "value")]
+        if len({tuple(p.shape) for p in parts}) != 1:
+            raise UserError(f"{path}: W_query, W_key and W_value of block {i} differ in shape.")
+        out[dst + "attn.qkv.weight"] = torch.cat(parts, dim=0)
+        origin[dst + "attn.qkv.weight"] = f"{src}att.W_query.weight"
+        if qkv_bias:
+            out[dst + "attn.qkv.bias"] = torch.cat([_require(state, f"{src}att.W_{n}.bias", path) for n in ("query", "key", "value")])
+            origin[dst + "attn.qkv.bias"] = f"{src}att.W_query.bias"
+    out["ln_f.weight"] = _require(state, "final_norm.scale", path)
+    out["ln_f.bias"] = _require(state, "final_norm.shift", path)
+    out["head.weight"] = out["tok_emb.weight"] if tied else head
+    origin.update({"ln_f.weight": "final_norm.scale", "ln_f.bias": "final_norm.shift", "head.weight": "out_head.weight"})
+    return _finish(config, out, KIND_BOOK, path, origin)
+
+
+def _from_native_state(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:
+    """gpt-tui's own parameter names in a plain ``torch.save(model.state_dict())`` file."""
+    from gpt_tui.engine.model import GPTConfig
+
+    tok = _require(state, "tok_emb.weight", path)
+    pos = _require(state, "pos_emb.weight", path)
+    vocab, width = tok.shape
+    head = state.get("head.weight")
+    tied = head is None or (head.shape == tok.shape and bool(head.data_ptr() == tok.data_ptr() or head.equal(tok)))
+    config = GPTConfig(
+        vocab_size=int(vocab),
+        context_length=int(pos.shape[0]),
+        emb_dim=int(width),
+        n_layers=_layer_count(set(state), r"blocks\.(\d+)\.", path),
+        n_heads=_infer_heads(int(width), config_hint, path),
+        drop_rate=0.0,
+        qkv_bias="blocks.0.attn.qkv.bias" in state,
+        tie_weights=tied,
+    )
+    out = dict(state)
+    if tied:
+        out["head.weight"] = out["tok_emb.weight"]
+    return _finish(config, out, KIND_STATE, path, {k: k for k in out})
+
+
+# ---------------------------------------------------------------------------
+# Checking and building.
+
+
+def _finish(config: "GPTConfig", state: dict[str, "torch.Tensor"], kind: str, path: Path, origin: dict[str, str]) -> Weights:
+    """Check names and shapes against the config, cut a padded vocabulary, make everything float32."""
+    import torch
+
+    notes: list[str] = []
+    if config.vocab_size > GPT2_VOCAB:
+        notes.append(f"vocabulary cut from {config.vocab_size} to GPT-2's {GPT2_VOCAB} (padding rows dropped)")
+        state["tok_emb.weight"] = state["tok_emb.weight"][:GPT2_VOCAB]
+        state["head.weight"] = state["tok_emb.weight"] if config.tie_weights else state["head.weight"][:GPT2_VOCAB]
+        config = config.with_(vocab_size=GPT2_VOCAB)
+    expected = _expected_shapes(config)
+    problems: list[str] = []
+    for key, shape in expected.items():
+        if key not in state:
+            problems.append(f"{origin.get(key, key)} is missing")
+        elif tuple(state[key].shape) != shape:
+            src = origin.get(key, key)
+            problems.append(f"{src} has shape {list(state[key].shape)} where this model needs {list(shape)} (as {key})")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        problems.append(f"unexpected tensor {origin.get(extra[0], extra[0])}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{path} does not fit a GPT-2 model of its own shape: {problems[0]}{more}.")
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in state.values()}
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise UserError(f"{path}: {origin.get(key, key)} holds {tensor.dtype} values, not floating-point weights.")
+    if dtypes != {"float32"}:
+        notes.append(f"weights stored as {', '.join(sorted(dtypes))} converted to float32")
+    converted: dict[str, torch.Tensor] = {}
+    for key in list(state):
+        # Popping first lets a transposed view's storage go as soon as its contiguous copy exists.
+        converted[key] = state.pop(key).to(torch.float32).contiguous()
+    if config.tie_weights:
+        converted["head.weight"] = converted["tok_emb.weight"]
+    return Weights(config, converted, kind, path, notes, origin)
+
+
+def _expected_shapes(config: "GPTConfig") -> dict[str, tuple[int, ...]]:
+    import torch
+
+    from gpt_tui.engine.model import GPTModel
+
+    with torch.device("meta"):
+        model = GPTModel(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _build(weights: Weights, device: "str | torch.device") -> "GPTModel":
+    """A model holding the weights without a second copy (built on the meta device, tensors assigned)."""
+    import torch
+
+    from gpt_tui.engine.model import GPTModel
+
+    with torch.device("meta"):
+        model = GPTModel(weights.config)
+    model.load_state_dict(weights.state, strict=True, assign=True)
+    if weights.config.tie_weights:
+        model.head.weight = model.tok_emb.weight
+    model = model.to(device)
+    if weights.config.tie_weights:
+        model.head.weight = model.tok_emb.weight
+    return model.eval()
+
+
+def _default_name(source: str | Path, weights: Weights) -> str:
+    from gpt_tui.engine import hub
+
+    text = str(source).rstrip("/")
+    short = hub.canonical_name(text)
+    if short is not None:
+        return short
+    path = weights.path
+    if "snapshots" in path.parts and path.parts[path.parts.index("snapshots") - 1].startswith("models--"):
+        stem = path.parts[path.parts.index("snapshots") - 1].split("--")[-1]  # models--org--name/snapshots/<commit>/
+    elif path.parent.name == "checkpoints":  # a run's checkpoint: name it after the run
+        stem = path.parent.parent.name
+    elif path.stem in {"model", "pytorch_model", "model.ckpt"} or path.suffix == ".index":
+        stem = path.parent.name
+    else:
+        stem = path.stem
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")
+    return cleaned or "imported"
+
+
+def _checked_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"Model name {name!r} may use letters, digits, '.', '_' and '-' only, starting with a letter or digit.")
+    return name
