@@ -43,6 +43,7 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("run_dir", str, "where to write config, metrics and checkpoints (default: a new run under the user data dir)"),
     ("checkpoint_every", int, "save a checkpoint every N steps (a final one is always saved)"),
     ("drop_rate", float, "dropout rate (default: the preset's)"),
+    ("init", str, "fresh weights: book (PyTorch defaults, as in chapter 5; the default) or gpt2 (N(0, 0.02))"),
 ]
 
 
@@ -63,12 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--run-dir", help="open on this run directory")
     app.set_defaults(func=cmd_app)
 
-    train = sub.add_parser("train", help="train a model headless, printing the chapter-5 log")
+    train = sub.add_parser(
+        "train",
+        help="train a model headless, printing the chapter-5 log",
+        epilog="Ctrl+C, SIGTERM or SIGHUP: finish the current step, save a checkpoint and exit (a second one exits "
+        "at once; saved checkpoints stay whole). SIGUSR1: save a checkpoint and go on. A run started with --detach "
+        "is controlled with `gpt-tui stop`, `gpt-tui checkpoint` and `gpt-tui attach`.",
+    )
     for name, kind, help_text in _TRAIN_FLAGS:
         train.add_argument(_flag(name), dest=name, type=kind, default=None, help=help_text)
     train.add_argument("--resume", help="continue a run exactly: a run directory or a full checkpoint")
     train.add_argument("--init-from", help="start from these weights (a checkpoint, run, or GPT-2 weights) at step 0")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--compile", action="store_true", default=None,
+        help="torch.compile the training step (a minute to compile; pays off on GPUs for long runs)",
+    )
+    train.add_argument(
+        "--detach", action="store_true",
+        help="train in a background process that survives closing the terminal; follow it with `gpt-tui attach`",
+    )
     train.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", help="stream a continuation of a prompt to stdout")
@@ -86,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--eos", action="store_true", help="stop at <|endoftext|>")
     gen.add_argument("--seed", type=int)
     gen.add_argument("--device", default="auto")
+    gen.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16"),
+        help="weights to decode with; auto: bf16 where the hardware is fast at it (about twice the tokens/s)",
+    )
     gen.add_argument("--stats", action="store_true", help="print time to first token and tokens/s to stderr")
     gen.set_defaults(func=cmd_generate)
 
@@ -185,12 +204,18 @@ class TrainLog:
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name) for name, _, _ in _TRAIN_FLAGS if getattr(args, name) is not None}
+    if getattr(args, "compile", None):
+        values["compile"] = True
     if values.get("grad_clip") == 0:
         values["grad_clip"] = None
     return values
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if getattr(args, "detach", False):
+        from gpt_tui.cli_runs import detach_train
+
+        return detach_train(args)  # returns without loading torch; the background process does
     from gpt_tui.engine.trainer import Trainer, TrainConfig, resume_config
 
     overrides = _train_overrides(args)
@@ -213,16 +238,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         sys.stderr.write(f"\n{name}: finishing this step and saving a checkpoint (again to quit at once)...\n")
         trainer.request_stop()
 
+    def on_checkpoint_signal(_signum: int, _frame: Any) -> None:
+        trainer.request_checkpoint()  # `gpt-tui attach` and `kill -USR1` ask for a checkpoint this way
+
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             previous[sig] = signal.signal(sig, on_signal)
+    if hasattr(signal, "SIGUSR1"):
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_checkpoint_signal)
     try:
         done = trainer.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if done.reason == "stopped":
+    if done.reason == "stopped" and trainer.dist.is_main:
         print(f"Resume with: gpt-tui train --resume {trainer.run_dir}", flush=True)
     return 0
 
@@ -239,6 +269,18 @@ def _load_for_inference(source: str, device: str) -> Any:
 
         return load_model_from_checkpoint(resolve_checkpoint_path(source), dev)
     return load_model(source, dev).model
+
+
+def _note_long_prompt(prompt: str, context_length: int) -> None:
+    """Say so when the model cannot see the whole prompt (it continues from the prompt's end)."""
+    from gpt_tui.engine.tokenizer import encode
+
+    count = len(encode(prompt))
+    if count > context_length:
+        sys.stderr.write(
+            f"gpt-tui: note: the prompt is {count} tokens but this model reads at most {context_length}; "
+            f"it continues from the last {context_length}. Shorten the prompt to keep its start in view.\n"
+        )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -267,6 +309,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         torch.manual_seed(args.seed or 0)
         model = GPTModel(get_preset(args.model)).to(resolve_device(args.device)).eval()
+    from gpt_tui.engine.generation import prepare_for_inference
+
+    model = prepare_for_inference(model, args.precision)
+    _note_long_prompt(args.prompt, model.config.context_length)
     start = time.perf_counter()
     first: float | None = None
     pieces = 0
@@ -346,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", cmd_app)
+    if func in (cmd_app, cmd_train):
+        from gpt_tui.engine.runtime import tune_malloc
+
+        tune_malloc()  # before any thread starts, so the app's training worker shares the main heap
     try:
         return int(func(args) or 0)
     except UserError as exc:
@@ -354,5 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ngpt-tui: interrupted\n")
         return 130
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, named so torch stays unimported
+            raise
+        sys.stderr.write(
+            "gpt-tui: error: the GPU ran out of memory; use a smaller model, batch or context, "
+            "or --device cpu.\n"
+        )
+        return 2
     except BrokenPipeError:
         return 0

@@ -19,6 +19,14 @@ def _dir(env: str, default: str) -> Path:
     return path
 
 
+def expand_user(path: str | os.PathLike[str]) -> Path:
+    """``~`` and ``~user`` expanded; a ``~user`` that does not exist stays as typed (so "not found" names it)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        return Path(path)
+
+
 def data_dir() -> Path:
     """Runs, checkpoints and imported weights."""
     return _dir("GPT_TUI_DATA_DIR", platformdirs.user_data_dir(APP_NAME, appauthor=False))

@@ -62,6 +62,16 @@ def test_context_overflow_is_refused():
         model(torch.zeros(1, 9, dtype=torch.long))
 
 
+def test_init_schemes_differ_in_embedding_scale():
+    torch.manual_seed(0)
+    book = GPTModel(get_preset("tiny"), init="book")
+    gpt2 = GPTModel(get_preset("tiny"), init="gpt2")
+    assert 0.9 < book.tok_emb.weight.std().item() < 1.1  # PyTorch's default N(0, 1)
+    assert 0.018 < gpt2.tok_emb.weight.std().item() < 0.022
+    with pytest.raises(UserError, match="Unknown init"):
+        GPTModel(get_preset("tiny"), init="xavier")
+
+
 def test_tied_head_shares_the_embedding():
     model = GPTModel(get_preset("tiny", tie_weights=True))
     assert model.head.weight is model.tok_emb.weight
@@ -76,8 +86,8 @@ def _corpus_text() -> str:
     return default_corpus_text()[:25_000]
 
 
-@pytest.mark.parametrize("source", ["builtin", "verdict"])
-def test_fresh_gpt2_small_loss_near_ln_vocab(source):
+@pytest.mark.parametrize("source, init", [("builtin", "book"), ("builtin", "gpt2"), ("verdict", "book")])
+def test_fresh_gpt2_small_loss_near_ln_vocab(source, init):
     if source == "verdict" and not VERDICT.exists():
         pytest.skip("the-verdict.txt is not beside this checkout")
     from gpt_tui.engine.tokenizer import encode
@@ -87,7 +97,7 @@ def test_fresh_gpt2_small_loss_near_ln_vocab(source):
     inputs = torch.stack([ids[:256], ids[256:512]])
     targets = torch.stack([ids[1:257], ids[257:513]])
     torch.manual_seed(123)
-    model = GPTModel(get_preset("gpt2-small", context_length=256)).eval()
+    model = GPTModel(get_preset("gpt2-small", context_length=256), init=init).eval()
     with torch.no_grad():
         loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()).item()
     assert 10.5 <= loss <= 11.5, loss

@@ -29,6 +29,7 @@ import torch
 
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.errors import UserError
+from gpt_tui.paths import expand_user
 
 FORMAT = "gpt-tui-checkpoint"
 FORMAT_VERSION = 1
@@ -304,7 +305,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
 
 def resolve_checkpoint_path(source: str | Path) -> Path:
     """A checkpoint file, or a run directory's latest checkpoint."""
-    path = Path(source).expanduser()
+    path = expand_user(source)
     if path.is_dir():
         return latest_checkpoint(path)
     if not path.exists():
@@ -313,6 +314,13 @@ def resolve_checkpoint_path(source: str | Path) -> Path:
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Remove all but the ``keep`` newest step checkpoints."""
+    """Remove all but the ``keep`` newest step checkpoints, and temporary files a killed save left.
+
+    Only the trainer that holds the run's lock calls this, right after its own
+    save finished, so any temporary file still there belongs to a dead process.
+    """
     for path in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         path.unlink(missing_ok=True)
+    folder = Path(run_dir) / CHECKPOINTS_SUBDIR
+    for leftover in folder.glob(".step-*.tmp") if folder.is_dir() else []:
+        leftover.unlink(missing_ok=True)

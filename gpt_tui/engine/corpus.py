@@ -16,6 +16,7 @@ import functools
 from pathlib import Path
 
 from gpt_tui.errors import UserError
+from gpt_tui.paths import expand_user
 
 DEFAULT_CORPUS = "builtin:python-docs"
 BUILTIN_PREFIX = "builtin:"
@@ -39,7 +40,7 @@ def corpus_label(path: str | None) -> str:
     """A short name for display: the file name, or the built-in corpus's name."""
     if is_builtin(path):
         return DEFAULT_CORPUS.removeprefix(BUILTIN_PREFIX) + " (built-in)"
-    return Path(str(path)).expanduser().name or str(path)
+    return expand_user(str(path)).name or str(path)
 
 
 def check_builtin_name(path: str | None) -> None:
@@ -53,7 +54,7 @@ def check_builtin_name(path: str | None) -> None:
 
 def check_corpus_file(path: str) -> Path:
     """The file's path once it is known to exist, be a regular file and be readable."""
-    file = Path(path).expanduser()
+    file = expand_user(path)
     if not file.exists():
         raise UserError(
             f"Corpus file not found: {path}. Check the path, or leave the corpus out "

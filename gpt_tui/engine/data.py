@@ -23,8 +23,10 @@ import io
 import json
 import operator
 import os
+import queue
 import re
 import tempfile
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -409,16 +411,28 @@ class BatchLoader:
         rng = np.random.default_rng([self.seed % (1 << 64), epoch])
         return rng.permutation(n)
 
-    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
-        """``(x, y)`` batches of ``epoch`` from batch index ``start`` on; skipped ones are never built."""
+    def batches(self, epoch: int = 0, start: int = 0, shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        """``(x, y)`` batches of ``epoch`` from batch index ``start`` on; skipped ones are never built.
+
+        ``shard=(rank, world)`` keeps only that rank's consecutive rows of each
+        batch (the first ranks get one more row when they do not divide evenly).
+        """
         if not 0 <= start <= len(self):
             raise ValueError(f"start batch {start} out of range for {len(self)} batches")
-        return self._iter_batches(self.order(epoch), start)
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
+        return self._iter_batches(self.order(epoch), start, shard)
 
-    def _iter_batches(self, order: np.ndarray, start: int) -> Iterator[Batch]:
+    def _iter_batches(self, order: np.ndarray, start: int, shard: tuple[int, int] | None) -> Iterator[Batch]:
         pin = self.pin_memory and _cuda_available()
         for b in range(start, len(self)):
-            x, y = self.windows.gather(order[b * self.batch_size : (b + 1) * self.batch_size])
+            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if shard is not None:
+                rank, world = shard
+                base, extra = divmod(len(rows), world)
+                first = rank * base + min(rank, extra)
+                rows = rows[first : first + base + (1 if rank < extra else 0)]
+            x, y = self.windows.gather(rows)
             if pin:
                 x, y = x.pin_memory(), y.pin_memory()
             yield x, y
@@ -431,6 +445,66 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+class Prefetcher:
+    """Builds the next batches on a background thread while the device works on the current one.
+
+    Gathering a batch reads the memory-mapped cache (possibly from disk) and
+    pins it; doing that ahead keeps a GPU from waiting on the host. The order is
+    exactly that of the wrapped iterator. ``close`` stops the thread.
+    """
+
+    _END = object()
+
+    def __init__(self, batches: Iterator[Batch], depth: int = 2) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(batches,), name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self, batches: Iterator[Batch]) -> None:
+        try:
+            for batch in batches:
+                if not self._put(batch):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised where it asks for the batch
+            self._put(exc)
+            return
+        self._put(self._END)
+
+    def __iter__(self) -> "Prefetcher":
+        return self
+
+    def __next__(self) -> Batch:
+        if self._closed.is_set():
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._closed.set()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._closed.set()
+            raise item
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
 
 
 @dataclass(frozen=True)

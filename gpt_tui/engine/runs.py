@@ -5,6 +5,10 @@ A run directory holds ``config.json``, ``metrics.jsonl`` (one event a line),
 to show runs — ``gpt-tui runs``, the app's checkpoint list, ``attach`` — reads
 these files, so it works the same for a run in this process, in a detached
 process, or one that ended long ago.
+
+While a trainer lives it holds ``run.lock`` (gpt_tui.engine.runlock), which
+tells a live run from a stale one, and it acts on requests other processes
+leave in ``control/`` (``request_control``: stop, checkpoint, pause, resume).
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpt_tui import paths
+from gpt_tui.engine import runlock
 from gpt_tui.engine.events import EvalEvent, StepEvent, TrainEvent, record_to_event
 
 STATUS_FILE = "status.json"
@@ -61,7 +66,35 @@ def process_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (exited, not yet reaped by its parent) still answers kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def run_is_live(run_dir: str | Path, pid: int | None = None) -> bool:
+    """Whether a process is training in ``run_dir`` now.
+
+    The run lock answers exactly (the kernel drops it when the trainer dies,
+    however it dies); a run from before the lock existed falls back to its pid.
+    """
+    if runlock.holder(run_dir) is not None:
+        return True
+    if runlock.has_lock_file(run_dir):
+        return False
+    return process_alive(pid)
+
+
+def new_run_dir(model: str) -> Path:
+    """A fresh, sortable folder under the user data dir: ``runs/20261126-153012-tiny``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = paths.runs_dir() / f"{stamp}-{model}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[TrainEvent], int]:
@@ -94,7 +127,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
     run_dir = Path(run_dir)
     status = read_status(run_dir)
     state = status.get("state", "unknown")
-    if state == "running" and not process_alive(status.get("pid")):
+    if state in ("running", "starting") and not run_is_live(run_dir, status.get("pid")):
         state = "stale"
     events, _ = read_metrics(run_dir)
     step = 0
@@ -143,7 +176,7 @@ def find_run(name_or_path: str | None) -> Path:
     from gpt_tui.errors import UserError
 
     if name_or_path:
-        candidate = Path(name_or_path).expanduser()
+        candidate = paths.expand_user(name_or_path)
         if candidate.is_dir():
             return candidate
         named = paths.runs_dir() / name_or_path
@@ -154,3 +187,86 @@ def find_run(name_or_path: str | None) -> Path:
     if not runs:
         raise UserError("There are no runs yet; start one with `gpt-tui train`.")
     return runs[0].path
+
+
+@dataclass
+class FollowUpdate:
+    """What changed in a followed run since the last poll."""
+
+    events: list[TrainEvent] = field(default_factory=list)
+    reset: bool = False  # the log was rewritten (a resume dropped newer records): start the curves over
+
+
+class RunFollower:
+    """Tails a run's metrics.jsonl by byte offset, for a live chart of a run in another process.
+
+    A resume rewrites metrics.jsonl without the records past its checkpoint;
+    the follower notices the new file (another inode, or fewer bytes than it
+    has read) and reports ``reset`` with every event from the start.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.offset = 0
+        self._identity: tuple[int, int] | None = None
+
+    def poll(self) -> FollowUpdate:
+        path = self.run_dir / METRICS_FILE
+        try:
+            info = path.stat()
+        except OSError:
+            return FollowUpdate()
+        identity = (info.st_dev, info.st_ino)
+        reset = self._identity is not None and (identity != self._identity or info.st_size < self.offset)
+        if reset:
+            self.offset = 0
+        self._identity = identity
+        if info.st_size == self.offset:
+            return FollowUpdate(reset=reset)
+        events, self.offset = read_metrics(self.run_dir, self.offset)
+        return FollowUpdate(events, reset)
+
+
+
+# ----- asking a live run to do something -----
+CONTROL_DIR = "control"
+CONTROL_ACTIONS = ("stop", "checkpoint", "pause", "resume")
+
+
+def request_control(run_dir: str | Path, action: str) -> Path:
+    """Leave a request for the run's trainer, which picks it up between steps.
+
+    Works the same for a run in this process, the app, or a detached process:
+    the trainer that holds the run's lock polls ``<run>/control/`` a few times
+    a second. ``stop`` saves a checkpoint and ends the run, ``checkpoint``
+    saves one and goes on, ``pause`` and ``resume`` hold and release it.
+    """
+    from gpt_tui.errors import UserError
+
+    if action not in CONTROL_ACTIONS:
+        raise UserError(f"Unknown run request {action!r}; use one of {', '.join(CONTROL_ACTIONS)}.")
+    folder = Path(run_dir) / CONTROL_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / action
+        tmp = folder / f".{action}.{os.getpid()}.tmp"
+        tmp.write_text(f"{time.time()}\n", encoding="ascii")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"Cannot leave a {action} request in {run_dir}: {exc.strerror or exc}.") from None
+    return path
+
+
+def take_control_requests(run_dir: str | Path) -> list[str]:
+    """The pending requests, oldest first, removed as they are read (each is acted on once)."""
+    folder = Path(run_dir) / CONTROL_DIR
+    found: list[tuple[float, str]] = []
+    for action in CONTROL_ACTIONS:
+        path = folder / action
+        try:
+            when = path.stat().st_mtime
+            path.unlink()
+        except OSError:
+            continue
+        found.append((when, action))
+    return [action for _, action in sorted(found)]

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from gpt_tui import paths
 from gpt_tui.engine import checkpoint as ckpt
+from gpt_tui.engine import distributed
+from gpt_tui.engine import runlock
 from gpt_tui.engine.events import (
     CheckpointEvent,
     DoneEvent,
@@ -35,9 +36,11 @@ from gpt_tui.engine.events import (
     TrainEvent,
 )
 from gpt_tui.engine.model import GPTConfig, GPTModel, get_preset
+from gpt_tui.engine.runs import new_run_dir  # noqa: F401  (lived here first; callers import it from here)
 from gpt_tui.errors import UserError
 
 KEEP_CHECKPOINTS = 3
+CONTROL_POLL_S = 0.2  # how often a run looks for stop / checkpoint / pause requests left in its directory
 
 
 @dataclass
@@ -68,6 +71,8 @@ class TrainConfig:
     run_dir: str | None = None
     checkpoint_every: int = 0  # steps between periodic checkpoints; 0: only at the end
     drop_rate: float | None = None  # None: the preset's
+    init: str = "book"  # fresh weights: "book" (PyTorch defaults, as chapter 5) or "gpt2" (N(0, 0.02))
+    compile: bool = False  # torch.compile the training step (pays off on GPUs for long runs)
 
     def validate(self) -> None:
         def positive(name: str, value: float | int | None, allow_none: bool = False) -> None:
@@ -95,6 +100,8 @@ class TrainConfig:
             raise UserError(f"train-ratio must lie strictly between 0 and 1, got {self.train_ratio}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision!r}.")
+        if self.init not in ("book", "gpt2"):
+            raise UserError(f"init must be book or gpt2, got {self.init!r}.")
         if self.drop_rate is not None and not 0 <= self.drop_rate < 1:
             raise UserError(f"drop-rate must lie in [0, 1), got {self.drop_rate}.")
 
@@ -110,24 +117,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def new_run_dir(model: str) -> Path:
-    """A fresh, sortable folder under the user data dir: ``runs/20261126-153012-tiny``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = paths.runs_dir() / f"{stamp}-{model}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
-
-
 def resume_config(source: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The training config stored in a checkpoint (or run dir), with explicit overrides applied."""
-    header = ckpt.read_header(ckpt.resolve_checkpoint_path(source))
+    path = ckpt.resolve_checkpoint_path(source)
+    header = ckpt.read_header(path)
     stored = header.get("train_state", {}).get("train_config")
     if stored is None:
         raise UserError(f"{source} holds weights only; pass its path as --init-from to fine-tune from it.")
     config = TrainConfig.from_dict(stored)
+    if path.parent.name == ckpt.CHECKPOINTS_SUBDIR:
+        # A run copied or moved elsewhere continues where it is now, not where it was first written.
+        config.run_dir = str(path.parent.parent)
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
     return config
@@ -146,6 +146,11 @@ class Trainer:
     ) -> None:
         config.validate()
         self.config = config
+        self.dist = distributed.from_env()  # one process unless started by torchrun
+        self._joined_group = False
+        self._synced_stop = False
+        self._synced_checkpoint = False
+        self._prefetcher: Any = None
         self._on_event = on_event
         self._resume_path = ckpt.resolve_checkpoint_path(resume) if resume else None
         self._init_from = init_from
@@ -168,6 +173,10 @@ class Trainer:
         self.tokens_seen = 0
         self.best_val_loss = float("inf")
         self._elapsed_before = 0.0
+        self._run_lock: runlock.RunLock | None = None  # held while this trainer owns run_dir
+        self._control_done: threading.Event | None = None
+        self._control_thread: threading.Thread | None = None
+        self._saved_step = -1  # the step of the last checkpoint this trainer wrote
 
     # ----- control, from any thread -----
     def request_stop(self) -> None:
@@ -201,6 +210,8 @@ class Trainer:
 
     # ----- the run -----
     def _emit(self, event: TrainEvent) -> None:
+        if not self.dist.is_main:
+            return  # rank 0 speaks for every rank
         self._write_metric(event)
         if self._on_event is not None:
             self._on_event(event)
@@ -212,27 +223,102 @@ class Trainer:
             fh.write(json.dumps(event_to_record(event)) + "\n")
 
     def run(self) -> DoneEvent:
+        """Train to the end or to a stop request; on any failure the last checkpoint is left as it was."""
+        out_of_memory = False
         try:
+            if self.run_dir.is_dir():
+                self._lock_run_dir()  # before anything in it is read back or rewritten
             done = self._run()
         except UserError as exc:
             self._fail(str(exc))
+            self._unlock_run_dir()
             raise
         except torch.cuda.OutOfMemoryError:
-            message = "The GPU ran out of memory; use a smaller --batch-size or --context-length, or --grad-accum to keep the effective batch."
-            self.optimizer = None
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            out_of_memory = True  # handled below, once this frame no longer pins the step's tensors
+        except OSError as exc:
+            message = (
+                f"Cannot write to the run directory {self.run_dir}: {exc.strerror or exc}. "
+                "Free some space or pick another --run-dir; the last saved checkpoint is intact."
+            )
             self._fail(message)
+            self._unlock_run_dir()
             raise UserError(message) from None
         except BaseException as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
+            self._unlock_run_dir()
             raise
+        finally:
+            self._close_prefetcher()
+            if self._joined_group:
+                distributed.shutdown()
+                self._joined_group = False
+        if out_of_memory:
+            message = (
+                "The GPU ran out of memory; use a smaller --batch-size or --context-length, "
+                "or --grad-accum to keep the effective batch. The last saved checkpoint is intact."
+            )
+            self._free_device_memory()
+            self._fail(message)
+            self._unlock_run_dir()
+            raise UserError(message)
         self._status(done.reason)
+        self._unlock_run_dir()
         return done
+
+    def _lock_run_dir(self) -> None:
+        if self._run_lock is None and self.dist.is_main:
+            self._run_lock = runlock.acquire(self.run_dir)
+            self._start_control_watch()
+
+    def _unlock_run_dir(self) -> None:
+        if self._control_done is not None:
+            self._control_done.set()
+            self._control_done = None
+        if self._control_thread is not None:
+            self._control_thread.join(timeout=5)  # gone before the interpreter shuts down
+            self._control_thread = None
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
+
+    def _start_control_watch(self) -> None:
+        """Act on requests other processes leave in the run directory (see runs.request_control)."""
+        from gpt_tui.engine.runs import take_control_requests
+
+        take_control_requests(self.run_dir)  # left over from an earlier process: not meant for this one
+        done = threading.Event()
+        actions = {
+            "stop": self.request_stop,
+            "checkpoint": self.request_checkpoint,
+            "pause": self.pause,
+            "resume": self.unpause,
+        }
+
+        def watch() -> None:
+            while not done.wait(CONTROL_POLL_S):
+                for action in take_control_requests(self.run_dir):
+                    actions[action]()
+
+        self._control_done = done
+        self._control_thread = threading.Thread(target=watch, name="run-control", daemon=True)
+        self._control_thread.start()
+
+    def _free_device_memory(self) -> None:
+        """Drop gradients and optimizer state after an out-of-memory error, so the app can go on."""
+        import gc
+
+        if self.model is not None:
+            self.model.zero_grad(set_to_none=True)
+        self.optimizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _status(self, state: str) -> None:
         from gpt_tui.engine.runs import write_status
 
+        if not self.dist.is_main:
+            return
         if self.run_dir.is_dir():
             try:
                 write_status(self.run_dir, state, step=self.step, total_steps=getattr(self, "_total", None))
@@ -240,6 +326,11 @@ class Trainer:
                 pass
 
     def _fail(self, message: str) -> None:
+        if self._run_lock is None:
+            # Not our run directory (another live run holds it, or it was never made): report, touch nothing.
+            if self._on_event is not None:
+                self._on_event(ErrorEvent(step=self.step, message=message))
+            return
         self._emit_error(message)
         self._status("failed")
 
@@ -257,7 +348,11 @@ class Trainer:
         from gpt_tui.engine.device import resolve_device
 
         cfg = self.config
-        device = resolve_device(cfg.device)
+        if self.dist.enabled:
+            device = distributed.device_for(self.dist, cfg.device)
+            self._joined_group = distributed.init(self.dist, device)
+        else:
+            device = resolve_device(cfg.device)
         checkpoint = ckpt.load_checkpoint(self._resume_path, "cpu") if self._resume_path else None
         if checkpoint is not None and checkpoint.kind != "full":
             raise UserError(f"{self._resume_path} holds weights only and cannot be resumed; use it with --init-from to fine-tune.")
@@ -286,9 +381,10 @@ class Trainer:
             tokens,
             context_length=context,
             stride=cfg.stride or context,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.batch_size * self.dist.world_size,  # global batches; each rank takes its rows
             train_ratio=cfg.train_ratio,
             seed=cfg.seed,
+            pin_memory=device.type == "cuda",
         )
         if len(splits.train) < cfg.grad_accum:
             raise UserError(
@@ -297,7 +393,7 @@ class Trainer:
             )
 
         torch.manual_seed(cfg.seed)
-        model = GPTModel(model_config)
+        model = GPTModel(model_config, init=cfg.init)
         if checkpoint is not None:
             model.load_state_dict(checkpoint.model_state)
         elif self._init_from:
@@ -318,6 +414,8 @@ class Trainer:
             self.best_val_loss = state.get("best_val_loss", float("inf"))
             self._elapsed_before = state.get("elapsed", 0.0)
             ckpt.restore_rng(checkpoint)
+        if self.dist.rank > 0:  # the same initial weights everywhere, different dropout masks per rank
+            torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank + self.step)
         self._device = device
         self._splits = splits
         return splits, device
@@ -344,6 +442,103 @@ class Trainer:
 
         return autocast_for(device, self.config.precision)
 
+    def _training_module(self, model: GPTModel, device: torch.device) -> torch.nn.Module:
+        """What the step calls: the model, compiled if asked, wrapped in DDP under torchrun."""
+        from gpt_tui.engine.runtime import configure_for_training
+
+        configure_for_training(device)
+        module: torch.nn.Module = model
+        if self.config.compile:
+            module = torch.compile(module)  # type: ignore[assignment]
+        if self.dist.enabled:
+            module = distributed.wrap(module, device)
+        return module
+
+    def _grad_sync(self, module: torch.nn.Module, last_micro_step: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces gradients on the last micro-batch of a step only."""
+        if self.dist.enabled and not last_micro_step:
+            return module.no_sync()  # type: ignore[operator]
+        return contextlib.nullcontext()
+
+    def _train_batches(self, epoch: int, start: int) -> Any:
+        """This rank's training batches of ``epoch`` from ``start``; built ahead on a thread when a GPU waits for them."""
+        from gpt_tui.engine.data import Prefetcher
+
+        self._close_prefetcher()
+        shard = (self.dist.rank, self.dist.world_size) if self.dist.enabled else None
+        batches = self._splits.train.batches(epoch, start, shard=shard)
+        if self._device.type == "cuda":
+            self._prefetcher = batches = Prefetcher(batches)
+        return batches
+
+    def _close_prefetcher(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
+
+    def _step_report(self, loss_sum: torch.Tensor, grad_norm: torch.Tensor) -> tuple[float, float]:
+        """The step's loss (averaged over ranks) and gradient norm, read in one device sync.
+
+        Under torchrun the same all-reduce also agrees on stop and checkpoint
+        requests, so every rank leaves the loop (or saves) at the same step.
+        """
+        if not self.dist.enabled:
+            loss, norm = torch.stack([loss_sum.float(), grad_norm.float()]).tolist()
+            return loss, norm
+        flags = [float(self._stop.is_set()), float(self._checkpoint_requested.is_set())]
+        packed = torch.cat([loss_sum.float().reshape(1), torch.tensor(flags, device=loss_sum.device)])
+        loss_total, stop, save = distributed.all_reduce_sum(packed).tolist()
+        self._synced_stop = self._synced_stop or stop > 0
+        self._synced_checkpoint = save > 0
+        return loss_total / self.dist.world_size, float(grad_norm)
+
+    def _clip_gradients(self, model: GPTModel, max_norm: float | None) -> torch.Tensor:
+        """The global gradient norm, after clipping to ``max_norm`` when it is set.
+
+        The same arithmetic as ``clip_grad_norm_``, which multiplies every
+        gradient by a coefficient clamped to 1 even when there is nothing to
+        clip. On a CPU, where looking at the norm costs no device sync, that
+        pass over all the gradients is skipped when it would multiply by 1.
+        """
+        params = [p for p in model.parameters() if p.grad is not None]
+        get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+        if self._device.type != "cpu" or get_total_norm is None:
+            return torch.nn.utils.clip_grad_norm_(params, max_norm or float("inf"))
+        norm = get_total_norm([p.grad for p in params])
+        if max_norm and float(max_norm / (norm + 1e-6)) < 1.0:
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return norm
+
+    def _stop_requested(self) -> bool:
+        return self._synced_stop if self.dist.enabled else self._stop.is_set()
+
+    def _checkpoint_due(self) -> bool:
+        return self._synced_checkpoint if self.dist.enabled else self._checkpoint_requested.is_set()
+
+    def _loader_loss(self, loader: Any, autocast: contextlib.AbstractContextManager) -> float:
+        """Mean loss of the first eval_iter batches; under torchrun each rank computes its rows and they add up."""
+        from gpt_tui.engine.loss import calc_loss_batch, calc_loss_loader
+
+        model, device, limit = self.model, self._device, self.config.eval_iter
+        assert model is not None
+        if not self.dist.enabled:
+            return calc_loss_loader(model, loader.batches(0, 0), device, limit, autocast)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for inputs, targets in loader.batches(0, 0):
+                if count >= limit:
+                    break
+                rows = self.dist.shard(inputs.shape[0])
+                part = torch.zeros(2, device=device)
+                if rows.stop > rows.start:
+                    loss = calc_loss_batch(model, inputs[rows], targets[rows], device, autocast)
+                    part[0] = loss.float() * targets[rows].numel()
+                    part[1] = targets[rows].numel()
+                loss_sum, tokens = distributed.all_reduce_sum(part).tolist()
+                total += loss_sum / tokens
+                count += 1
+        return total / count if count else float("nan")
+
     def _total_steps(self, steps_per_epoch: int) -> int:
         if self.config.max_steps is not None:
             return self.config.max_steps
@@ -368,15 +563,31 @@ class Trainer:
         assert self.model is not None and self.optimizer is not None
         path = self.run_dir / ckpt.CHECKPOINTS_SUBDIR / ckpt.checkpoint_name(self.step)
         with self._lock:
+            finite = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        if not finite:  # every rank has the same weights, so every rank stops here together
+            raise UserError(
+                f"The weights became NaN or infinite by step {self.step}; they were not saved, so the last good "
+                "checkpoint stays the newest. Lower --lr or set --grad-clip 1.0."
+            )
+        if not self.dist.is_main:
+            return path  # rank 0 holds the same weights and writes them
+        with self._lock:
             ckpt.save_checkpoint(path, self.model, optimizer=self.optimizer, train_state=self._train_state())
         ckpt.prune_checkpoints(self.run_dir, keep)
+        self._saved_step = self.step
         self._emit(CheckpointEvent(step=self.step, path=str(path)))
         return path
 
     def _prepare_run_dir(self) -> None:
+        if not self.dist.is_main:
+            return
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+            self._lock_run_dir()
+            config_file = self.run_dir / "config.json"
+            tmp = config_file.with_name(".config.json.tmp")
+            tmp.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, config_file)  # a kill mid-write leaves the old file, never half of one
         except OSError as exc:
             raise UserError(f"Cannot write the run directory {self.run_dir}: {exc.strerror or exc}; pick another with --run-dir.") from None
         metrics = self.run_dir / "metrics.jsonl"
@@ -406,12 +617,13 @@ class Trainer:
         model, optimizer = self.model, self.optimizer
         assert model is not None and optimizer is not None
         autocast = self._autocast(device)
+        train_model = self._training_module(model, device)
         steps_per_epoch = len(splits.train) // cfg.grad_accum
         total_steps = self._total_steps(steps_per_epoch)
         self._total = total_steps
         self._status("running")
         min_lr = cfg.lr if cfg.min_lr is None else cfg.min_lr
-        tokens_per_step = cfg.batch_size * cfg.context_length * cfg.grad_accum
+        tokens_per_step = cfg.batch_size * self.dist.world_size * cfg.context_length * cfg.grad_accum
         self._emit(
             StartEvent(
                 run_dir=str(self.run_dir),
@@ -434,14 +646,14 @@ class Trainer:
 
         rate_window: list[tuple[float, int]] = []
         reason = "finished"
-        batches = splits.train.batches(self.epoch, self.batch_in_epoch)
+        batches = self._train_batches(self.epoch, self.batch_in_epoch)
         while self.step < total_steps:
             if self.batch_in_epoch + cfg.grad_accum > len(splits.train):
                 self._end_epoch()
-                batches = splits.train.batches(self.epoch, 0)
+                batches = self._train_batches(self.epoch, 0)
                 continue
             self._unpaused.wait()
-            if self._stop.is_set():
+            if self._stop_requested():
                 reason = "stopped"
                 break
             step_start = time.perf_counter()
@@ -452,22 +664,20 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
-                for _ in range(cfg.grad_accum):
+                for micro in range(cfg.grad_accum):
                     inputs, targets = next(batches)
                     inputs = inputs.to(device, non_blocking=True)
                     targets = targets.to(device, non_blocking=True)
-                    loss = calc_loss_batch(model, inputs, targets, autocast=autocast) / cfg.grad_accum
-                    loss.backward()
+                    with self._grad_sync(train_model, micro == cfg.grad_accum - 1):
+                        loss = calc_loss_batch(train_model, inputs, targets, autocast=autocast) / cfg.grad_accum
+                        loss.backward()
                     loss_sum += loss.detach()
-                if cfg.grad_clip:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                else:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+                grad_norm = self._clip_gradients(model, cfg.grad_clip)
                 optimizer.step()
             self.step += 1
             self.batch_in_epoch += cfg.grad_accum
             self.tokens_seen += tokens_per_step
-            loss_value = loss_sum.item()
+            loss_value, grad_norm_value = self._step_report(loss_sum, grad_norm)
             step_time = time.perf_counter() - step_start
             rate_window.append((step_time, tokens_per_step))
             del rate_window[:-10]
@@ -479,7 +689,7 @@ class Trainer:
                     tokens_seen=self.tokens_seen,
                     loss=loss_value,
                     lr=lr,
-                    grad_norm=float(grad_norm),
+                    grad_norm=grad_norm_value,
                     tokens_per_sec=rate,
                     elapsed=self._elapsed_before + self._elapsed(),
                     total_steps=total_steps,
@@ -494,15 +704,19 @@ class Trainer:
                 self._evaluate(autocast)
             if self.batch_in_epoch + cfg.grad_accum > len(splits.train):
                 self._end_epoch()
-                batches = splits.train.batches(self.epoch, 0)
-            if self._checkpoint_requested.is_set() or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                batches = self._train_batches(self.epoch, 0)
+            if self._checkpoint_due() or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                 self._checkpoint_requested.clear()
                 if self.step < total_steps:
                     self.save()
         else:
             if self.step % cfg.eval_freq != 0:
                 self._evaluate(autocast)
-        final = self.save()
+        if reason == "stopped" and self._saved_step == self.step:
+            # Stopped right after a periodic save: that checkpoint is this state; writing it twice only delays the exit.
+            final = self.run_dir / ckpt.CHECKPOINTS_SUBDIR / ckpt.checkpoint_name(self.step)
+        else:
+            final = self.save()
         done = DoneEvent(
             step=self.step,
             tokens_seen=self.tokens_seen,
@@ -520,15 +734,13 @@ class Trainer:
         self.batch_in_epoch = 0
 
     def _evaluate(self, autocast: contextlib.AbstractContextManager) -> None:
-        from gpt_tui.engine.loss import calc_loss_loader
-
         model = self.model
         assert model is not None
         was_training = model.training
         model.eval()
         # The train estimate reads the first eval_iter batches of a fixed order, so it is comparable over time.
-        train_loss = calc_loss_loader(model, self._splits.train.batches(0, 0), self._device, self.config.eval_iter, autocast)
-        val_loss = calc_loss_loader(model, self._splits.val.batches(0, 0), self._device, self.config.eval_iter, autocast)
+        train_loss = self._loader_loss(self._splits.train, autocast)
+        val_loss = self._loader_loss(self._splits.val, autocast)
         model.train(was_training)
         if math.isfinite(val_loss):
             self.best_val_loss = min(self.best_val_loss, val_loss)
@@ -543,7 +755,7 @@ class Trainer:
         )
 
     def _sample(self) -> None:
-        if not self.config.sample_tokens or not self.config.start_context:
+        if not self.config.sample_tokens or not self.config.start_context or not self.dist.is_main:
             return
         from gpt_tui.engine.generation import SamplingConfig, generate
         from gpt_tui.engine.tokenizer import text_to_token_ids, token_ids_to_text

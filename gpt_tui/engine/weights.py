@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpt_tui.errors import UserError
+from gpt_tui.paths import expand_user
 
 if TYPE_CHECKING:
     import torch
@@ -124,7 +125,7 @@ def export_hf(source: str | Path, out_dir: str | Path) -> Path:
 
     weights = read_weights(source)
     config, state = weights.config, weights.state
-    out = Path(out_dir).expanduser()
+    out = expand_user(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; give a directory to export into.")
     try:
@@ -203,7 +204,7 @@ def read_weights(source: str | Path) -> Weights:
     text = str(source).strip()
     if not text:
         raise UserError(f"No weights given. Accepted: {ACCEPTED}.")
-    path = Path(text).expanduser()
+    path = expand_user(text)
     if path.is_dir():
         return _read_dir(path)
     if path.is_file():
@@ -808,7 +809,12 @@ def _build(weights: Weights, device: "str | torch.device") -> "GPTModel":
 
     with torch.device("meta"):
         model = GPTModel(weights.config)
-    model.load_state_dict(weights.state, strict=True, assign=True)
+    try:
+        model.load_state_dict(weights.state, strict=True, assign=True)
+    except RuntimeError as exc:  # a gpt-tui checkpoint whose tensors do not match the config in its header
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else "shapes differ"
+        raise UserError(f"{weights.path} does not match the model its header describes ({detail}); use another checkpoint.") from None
     if weights.config.tie_weights:
         model.head.weight = model.tok_emb.weight
     model = model.to(device)

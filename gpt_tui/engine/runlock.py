@@ -1,0 +1,130 @@
+"""One live trainer per run directory, enforced with an advisory lock the kernel drops on exit.
+
+The trainer takes ``fcntl.flock(LOCK_EX)`` on ``<run>/run.lock`` and writes its
+pid into the file. The kernel releases a flock when the last descriptor of its
+open file closes, which includes the process dying from SIGKILL or a power
+cut, so a crashed run never leaves a lock behind and needs no clean-up.
+
+Readers (``gpt-tui runs``, ``attach``, ``stop``) ask "is anyone holding it?"
+by trying a non-blocking lock for an instant. A trainer starting in that very
+instant would see the lock taken, so :func:`acquire` retries for a moment
+before it gives up.
+
+flock is advisory and POSIX-only; where ``fcntl`` is missing (Windows) the
+lock is a no-op and only the pid in status.json tells runs apart.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+from gpt_tui.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = "run.lock"
+ACQUIRE_PATIENCE_S = 0.5  # how long a trainer waits out a reader's momentary probe
+
+
+class RunLock:
+    """A held lock on a run directory; ``release`` (or the process ending) frees it."""
+
+    def __init__(self, run_dir: Path, fd: int | None) -> None:
+        self.run_dir = run_dir
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+def lock_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / LOCK_FILE
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def acquire(run_dir: str | Path, patience_s: float = ACQUIRE_PATIENCE_S) -> RunLock:
+    """Lock ``run_dir`` (which must exist) for this process, or raise UserError naming the live holder."""
+    run_dir = Path(run_dir)
+    if fcntl is None:  # pragma: no cover - Windows
+        return RunLock(run_dir, None)
+    try:
+        fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise UserError(f"Cannot create the lock file in {run_dir}: {exc.strerror or exc}; pick another --run-dir.") from None
+    deadline = time.monotonic() + patience_s
+    try:
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                holder = _read_pid(fd)
+                who = f"process {holder}" if holder else "another process"
+                raise UserError(
+                    f"Run {run_dir} is in use by a live training run ({who}); wait for it to finish, "
+                    f"stop it with `gpt-tui stop {run_dir}`, or pick another --run-dir."
+                )
+            time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return RunLock(run_dir, fd)
+
+
+def holder(run_dir: str | Path) -> int | None:
+    """The pid of the live process holding ``run_dir``'s lock; None when nobody holds it.
+
+    Returns 0 when the lock is held but the pid cannot be read (a holder that
+    has locked and not yet written its pid).
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(lock_path(run_dir), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None  # no lock file: no trainer of this version ever ran here
+    try:
+        if _try_lock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        return _read_pid(fd) or 0
+    finally:
+        os.close(fd)
+
+
+def has_lock_file(run_dir: str | Path) -> bool:
+    return lock_path(run_dir).exists()

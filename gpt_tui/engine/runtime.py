@@ -1,0 +1,63 @@
+"""Process-wide settings that make training fast: the C allocator and GPU matmul modes.
+
+A training step allocates and frees the same large buffers (weight casts,
+gradients, logits) every time. glibc hands blocks above its mmap threshold
+back to the kernel on free, so each step pays for page faults on hundreds of
+MB (~15% of a CPU step). Raising the threshold, never trimming the heap and
+keeping one arena (so worker threads share the main heap, where big blocks
+can be reused) makes those allocations cheap again; the memory freed stays
+with the process for its next step. This is what ``LD_PRELOAD``-ing tcmalloc
+buys, done from inside the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+import threading
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+_lock = threading.Lock()
+_malloc_tuned: bool | None = None
+
+
+def tune_malloc() -> bool:
+    """Keep freed big blocks for reuse (glibc on Linux only); True when the settings took.
+
+    Call it early, before threads start, so that they share the main arena.
+    Safe to call again; does nothing elsewhere.
+    """
+    global _malloc_tuned
+    with _lock:
+        if _malloc_tuned is not None:
+            return _malloc_tuned
+        _malloc_tuned = False
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+            libc.gnu_get_libc_version  # only glibc has it (musl's mallopt is a no-op)
+        except (OSError, AttributeError):
+            return False
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        mallopt.restype = ctypes.c_int
+        ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
+        ok = mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1 and ok
+        ok = mallopt(_M_ARENA_MAX, 1) == 1 and ok
+        _malloc_tuned = ok
+        return ok
+
+
+def configure_for_training(device: "torch.device") -> None:  # noqa: F821
+    """Fast defaults for the device: allocator on CPUs, TF32 for fp32 matmuls on NVIDIA GPUs."""
+    import torch
+
+    tune_malloc()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

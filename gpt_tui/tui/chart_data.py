@@ -1,0 +1,130 @@
+"""The chart's data: full curves in plain lists, thinned to what a widget can show.
+
+The training pane may run for hours, so the history keeps every point but
+the chart only ever draws about two points per terminal column: a redraw
+costs the same at step 100 and at step 100 000.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpt_tui.engine.events import EvalEvent, StepEvent
+
+CHART_MODES = ("loss", "perplexity", "lr")
+MODE_TITLES = {"loss": "Loss", "perplexity": "Perplexity (log scale)", "lr": "Learning rate"}
+# exp(20) ≈ 4.9e8: beyond this a perplexity says nothing more than "untrained".
+MAX_LOSS_FOR_PERPLEXITY = 20.0
+
+
+@dataclass
+class Series:
+    label: str
+    color_key: str  # "train", "val" or "lr": which theme colour draws it
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+
+def downsample(xs: list[float], ys: list[float], max_points: int) -> tuple[list[float], list[float]]:
+    """At most ``max_points`` points keeping each bucket's minimum and maximum, in x order.
+
+    Min/max buckets keep spikes and the lowest loss visible, which a plain
+    stride would drop.
+    """
+    n = len(xs)
+    if n <= max_points or max_points < 2:
+        return list(xs), list(ys)
+    buckets = max_points // 2
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for b in range(buckets):
+        start = b * n // buckets
+        end = (b + 1) * n // buckets
+        if end <= start:
+            continue
+        chunk = ys[start:end]
+        low = min(chunk)
+        high = max(chunk)
+        i_low = start + chunk.index(low)
+        i_high = start + chunk.index(high)
+        first, second = sorted((i_low, i_high))
+        out_x.append(xs[first])
+        out_y.append(ys[first])
+        if second != first:
+            out_x.append(xs[second])
+            out_y.append(ys[second])
+    return out_x, out_y
+
+
+def step_ticks(last_step: float, max_ticks: int) -> list[int]:
+    """Whole-number ticks 0, d, 2d... up to ``last_step`` with d a 1-2-5 step: steps are counts."""
+    if last_step <= 0 or max_ticks < 2:
+        return [0]
+    raw = last_step / (max_ticks - 1)
+    magnitude = 10 ** max(0, math.floor(math.log10(raw))) if raw >= 1 else 1
+    for factor in (1, 2, 5, 10):
+        spacing = int(factor * magnitude)
+        if spacing >= raw:
+            break
+    return list(range(0, int(last_step) + 1, max(1, spacing)))
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), clipped so a fresh model's ~11 and a diverged one's inf both stay drawable."""
+    if math.isnan(loss):
+        return loss
+    return math.exp(min(loss, MAX_LOSS_FOR_PERPLEXITY))
+
+
+class LossHistory:
+    """Every training loss, validation loss and learning rate seen, by step."""
+
+    def __init__(self) -> None:
+        self.train = Series("train", "train")
+        self.val = Series("val", "val")
+        self.lr = Series("lr", "lr")
+        self.version = 0  # bumped on every change, so the chart redraws only when needed
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def add(self, event: Any) -> bool:
+        """Fold one trainer event in; True when the curves changed."""
+        if isinstance(event, StepEvent):
+            self.train.xs.append(event.step)
+            self.train.ys.append(event.loss)
+            self.lr.xs.append(event.step)
+            self.lr.ys.append(event.lr)
+        elif isinstance(event, EvalEvent):
+            if event.step == 0 and not self.train.xs:
+                # The loss before training: the curve's starting point.
+                self.train.xs.append(0)
+                self.train.ys.append(event.train_loss)
+            if math.isfinite(event.val_loss):
+                self.val.xs.append(event.step)
+                self.val.ys.append(event.val_loss)
+        else:
+            return False
+        self.version += 1
+        return True
+
+    @property
+    def points(self) -> int:
+        return len(self.train.xs) + len(self.val.xs)
+
+    def series(self, mode: str, max_points: int) -> list[Series]:
+        """The curves of one chart mode, each thinned to ``max_points``."""
+        if mode == "lr":
+            sources = [self.lr]
+        else:
+            sources = [self.train, self.val]
+        out = []
+        for source in sources:
+            xs, ys = downsample(source.xs, source.ys, max_points)
+            if mode == "perplexity":  # monotonic, so thinning first keeps the same extremes
+                ys = [perplexity(y) for y in ys]
+            finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
+            out.append(Series(source.label, source.color_key, [x for x, _ in finite], [y for _, y in finite]))
+        return out

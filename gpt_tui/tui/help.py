@@ -1,0 +1,75 @@
+"""The help screen: how to get going, every key (as currently bound) and the slash commands."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from gpt_tui.tui.slash import HELP_LINES
+
+GETTING_STARTED = (
+    "Press the Train key to pre-train the selected model (the tiny one by default) on the "
+    "built-in corpus; the loss chart falls as it learns. Type a prompt below and press Enter "
+    "to hear what it has learned so far — it works while training runs. Settings holds the "
+    "model size, hyperparameters, sampling defaults, themes and your checkpoints (save, load, "
+    "delete, import GPT-2 weights). Ctrl+P opens the command palette."
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+        background: $background 60%;
+    }
+    HelpScreen > #help {
+        width: 86;
+        max-width: 96%;
+        height: 90%;
+        border: thick $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    HelpScreen #help-title { text-style: bold; color: $accent; padding: 1 0 0 0; }
+    HelpScreen .help-heading { text-style: bold; margin-top: 1; }
+    """
+    BINDINGS = [Binding("escape,f1,q", "close", "Close", id="help.close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Static("gpt-tui — pre-train a GPT in your terminal", id="help-title")
+            with VerticalScroll():
+                yield Static(GETTING_STARTED)
+                yield Static("Keys", classes="help-heading")
+                yield Static(self._table(self.keys))
+                yield Static("REPL commands", classes="help-heading")
+                yield Static(self._table(list(HELP_LINES)))
+                yield Static(
+                    Text(
+                        "Esc cancels a reply. Up/Down recall earlier prompts. "
+                        "Settings live in settings.toml in your config directory; "
+                        "drop theme files into its themes/ folder.",
+                        style="dim",
+                    )
+                )
+
+    @staticmethod
+    def _table(rows: list[tuple[str, str]]) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, text in rows:
+            table.add_row(Text(key), Text(text))  # plain text: a binding id in brackets is not markup
+        return table
+
+    def action_close(self) -> None:
+        self.dismiss(None)

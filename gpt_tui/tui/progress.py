@@ -1,0 +1,141 @@
+"""What the training pane shows, folded from trainer events; no widgets, so it tests on its own."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt_tui.engine.events import CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, SampleEvent, StartEvent, StepEvent
+
+# States a run moves through; "idle" before the first start.
+ACTIVE_STATES = ("preparing", "running", "paused", "stopping")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes:02d}:{secs:02d}"
+
+
+def format_count(n: float) -> str:
+    """12 345 -> 12.3k, 4 200 000 -> 4.2M: tokens and parameters at a glance."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.1f}{suffix}"
+    return f"{n:.0f}"
+
+
+def format_loss(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.3f}"
+
+
+@dataclass
+class TrainingProgress:
+    state: str = "idle"
+    run_dir: str = ""
+    device: str = ""
+    num_parameters: int = 0
+    train_tokens: int = 0
+    val_tokens: int = 0
+    steps_per_epoch: int = 0
+    start_step: int = 0
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    tokens_seen: int = 0
+    lr: float = 0.0
+    loss: float | None = None
+    train_loss: float | None = None  # last evaluation
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    tokens_per_sec: float = 0.0
+    elapsed: float = 0.0
+    checkpoint: str = ""
+    message: str = ""  # the last error, or why the run ended
+    grad_accum: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def run_name(self) -> str:
+        return Path(self.run_dir).name if self.run_dir else ""
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def epochs_total(self) -> int:
+        if not self.steps_per_epoch or not self.total_steps:
+            return 0
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the pace of this session's steps so far."""
+        done = self.step - self.start_step
+        if done <= 0 or self.elapsed <= 0 or not self.total_steps:
+            return None
+        return (self.total_steps - self.step) * self.elapsed / done
+
+    def reset_for_start(self) -> None:
+        """A new run begins: forget the last one's numbers."""
+        self.__init__(state="preparing")  # type: ignore[misc]
+
+    def apply(self, event: Any) -> None:
+        if isinstance(event, StepEvent):
+            self.step = event.step
+            self.epoch = event.epoch
+            self.tokens_seen = event.tokens_seen
+            self.loss = event.loss
+            self.lr = event.lr
+            self.tokens_per_sec = event.tokens_per_sec
+            self.elapsed = event.elapsed
+            self.total_steps = event.total_steps
+            if self.state == "preparing":
+                self.state = "running"
+        elif isinstance(event, EvalEvent):
+            self.train_loss = event.train_loss
+            self.val_loss = event.val_loss
+            if math.isfinite(event.val_loss):
+                self.best_val_loss = event.val_loss if self.best_val_loss is None else min(self.best_val_loss, event.val_loss)
+            self.epoch = max(self.epoch, event.epoch)
+            if self.state == "preparing":
+                self.state = "running"
+        elif isinstance(event, StartEvent):
+            self.run_dir = event.run_dir
+            self.device = event.device
+            self.num_parameters = event.num_parameters
+            self.train_tokens = event.train_tokens
+            self.val_tokens = event.val_tokens
+            self.steps_per_epoch = max(1, event.train_batches // max(1, self.grad_accum))
+            self.total_steps = event.total_steps
+            self.start_step = event.start_step
+            self.step = event.start_step
+            self.epoch = max(self.epoch, 1)
+        elif isinstance(event, CheckpointEvent):
+            self.checkpoint = event.path
+        elif isinstance(event, DoneEvent):
+            self.state = "finished" if event.reason == "finished" else "stopped"
+            if event.checkpoint:
+                self.checkpoint = event.checkpoint
+            self.elapsed = event.elapsed
+            self.tokens_seen = event.tokens_seen
+        elif isinstance(event, ErrorEvent):
+            self.state = "failed"
+            self.message = event.message
+        elif isinstance(event, SampleEvent):
+            pass

@@ -1,0 +1,278 @@
+"""The REPL pane: a log of prompts and streamed replies, a status line, and an input with history.
+
+The pane only draws and reports: it posts ``ReplPane.Submitted`` and the app
+decides whether that is a slash command or a prompt and runs generation on a
+worker, feeding pieces back through :meth:`ReplPane.append_piece`.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Input, Static
+
+from gpt_tui.tui.history import PromptHistory
+
+MAX_LOG_ENTRIES = 200
+# Pieces are gathered and shown together at most this often: a fast model makes
+# hundreds a second, and each update of a growing reply costs a relayout.
+FLUSH_INTERVAL_S = 0.05
+
+
+class Reply(Static):
+    """One exchange: the prompt in bold, then the model's continuation as it streams in."""
+
+    DEFAULT_CSS = """
+    Reply {
+        margin: 0 0 1 0;
+        padding: 0 1;
+    }
+    Reply.-streaming {
+        border-left: outer $accent;
+    }
+    Reply.-finished {
+        border-left: outer $primary 60%;
+    }
+    """
+
+    def __init__(self, prompt: str, serial: int = 0) -> None:
+        super().__init__()
+        self.prompt = prompt
+        self.serial = serial
+        self.text = ""
+        self.updates = 0  # times the text on screen grew
+        self.footer = ""
+        self.add_class("-streaming")
+        self._body = Text()
+        self._body.append(prompt, style="bold")
+        self.update(self._body)
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        self.updates += 1
+        self._body.append(piece)
+        self.update(self._body)
+
+    def finish(self, footer: str, style: str = "dim") -> None:
+        self.footer = footer
+        self.remove_class("-streaming")
+        self.add_class("-finished")
+        self._body.append("\n")
+        self._body.append(footer, style=style)
+        self.update(self._body)
+
+
+class Note(Static):
+    """A line from the app rather than the model: a command's result, a sample, an error."""
+
+    DEFAULT_CSS = """
+    Note {
+        color: $text-muted;
+        padding: 0 1;
+        margin: 0 0 1 0;
+    }
+    Note.-error {
+        color: $error;
+    }
+    Note.-sample {
+        color: $text-muted;
+        border-left: outer $secondary;
+    }
+    """
+
+    def __init__(self, text: str | Text, kind: str = "info") -> None:
+        super().__init__(text, markup=False)
+        self.add_class(f"-{kind}")
+
+
+class PromptInput(Input):
+    """An Input that walks the prompt history with up and down."""
+
+    BINDINGS = [
+        Binding("up", "history_previous", "Previous prompt", show=False, id="repl.history_previous"),
+        Binding("down", "history_next", "Next prompt", show=False, id="repl.history_next"),
+    ]
+
+    def __init__(self, history: PromptHistory, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.history = history
+
+    def action_history_previous(self) -> None:
+        entry = self.history.previous(self.value)
+        if entry is not None:
+            self.value = entry
+            self.cursor_position = len(entry)
+
+    def action_history_next(self) -> None:
+        entry = self.history.next()
+        if entry is not None:
+            self.value = entry
+            self.cursor_position = len(entry)
+
+
+class ReplPane(Vertical):
+    DEFAULT_CSS = """
+    ReplPane {
+        height: 1fr;
+        border: round $primary 40%;
+        border-title-color: $text;
+    }
+    ReplPane:focus-within {
+        border: round $primary;
+    }
+    ReplPane > #repl-log {
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+    }
+    ReplPane > #repl-status {
+        height: auto;
+        max-height: 2;
+        padding: 0 1;
+        color: $text-muted;
+        background: $boost;
+    }
+    ReplPane > PromptInput {
+        border: none;
+        height: 1;
+        padding: 0 1;
+        background: $surface;
+    }
+    ReplPane > PromptInput:focus {
+        border: none;
+        background: $boost;
+    }
+    """
+
+    class Submitted(Message):
+        """The user pressed Enter on a non-empty line."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Piece(Message):
+        """A piece of reply ``serial``, posted from the generation thread."""
+
+        def __init__(self, serial: int, text: str) -> None:
+            super().__init__()
+            self.serial = serial
+            self.text = text
+
+    class Ended(Message):
+        """Reply ``serial`` is complete (or cancelled, or failed); ``footer`` says how."""
+
+        def __init__(self, serial: int, footer: str, style: str = "dim") -> None:
+            super().__init__()
+            self.serial = serial
+            self.footer = footer
+            self.style = style
+
+    def __init__(self, history: PromptHistory, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.history = history
+        self.border_title = "Talk to the model"
+        self.current: Reply | None = None
+        self.last_reply: Reply | None = None
+        self._pending: list[str] = []
+        self._flush_timer: Timer | None = None
+        self._status_text = ""
+
+    def compose(self) -> ComposeResult:
+        log = VerticalScroll(id="repl-log", can_focus=False)
+        log.can_focus = False
+        yield log
+        yield Static("", id="repl-status")
+        yield PromptInput(self.history, placeholder="Type a prompt and press Enter · /help for commands", id="repl-input")
+
+    def on_mount(self) -> None:
+        self.query_one("#repl-log", VerticalScroll).anchor()
+
+    @property
+    def input(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def log_view(self) -> VerticalScroll:
+        return self.query_one("#repl-log", VerticalScroll)
+
+    def set_status(self, text: str) -> None:
+        if text != self._status_text:  # called on every training update; most change nothing
+            self._status_text = text
+            self.query_one("#repl-status", Static).update(Text(text, overflow="ellipsis"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value
+        if not text.strip():
+            return
+        self.history.add(text)
+        event.input.value = ""
+        self.post_message(self.Submitted(text))
+
+    def _mount_entry(self, widget: Static) -> None:
+        log = self.log_view
+        entries = list(log.children)
+        if len(entries) >= MAX_LOG_ENTRIES:
+            for old in entries[: len(entries) - MAX_LOG_ENTRIES + 1]:
+                old.remove()
+        log.mount(widget)
+
+    def note(self, text: str | Text, kind: str = "info") -> Note:
+        note = Note(text, kind)
+        self._mount_entry(note)
+        return note
+
+    def begin_reply(self, prompt: str, serial: int) -> Reply:
+        reply = Reply(prompt, serial)
+        self.current = reply
+        self._mount_entry(reply)
+        return reply
+
+    def on_repl_pane_piece(self, message: "ReplPane.Piece") -> None:
+        message.stop()
+        # Pieces of a reply already cancelled with Esc may still be queued: drop them.
+        if self.current is None or self.current.serial != message.serial:
+            return
+        self._pending.append(message.text)
+        if self._flush_timer is None:
+            self._flush_timer = self.set_timer(FLUSH_INTERVAL_S, self._flush)
+
+    def _flush(self) -> None:
+        """Show the pieces that arrived since the last flush, as one update of the reply."""
+        self._flush_timer = None
+        if self._pending and self.current is not None:
+            self.current.append("".join(self._pending))
+        self._pending.clear()
+
+    def on_repl_pane_ended(self, message: "ReplPane.Ended") -> None:
+        # Not stopped: the app refreshes the status line when a reply ends.
+        if self.current is not None and self.current.serial == message.serial:
+            self._flush()
+            self.end_reply(message.footer, message.style)
+
+    def end_reply(self, footer: str, style: str = "dim") -> Reply | None:
+        reply = self.current
+        if reply is not None:
+            reply.finish(footer, style)
+            self.last_reply = reply
+        self.current = None
+        return reply
+
+    def cancel_current(self) -> None:
+        """Esc: end the reply on screen now; the worker stops at its next token."""
+        if self.current is not None:
+            self._flush()
+            self.end_reply(f"{len(self.current.text)} characters · cancelled", "yellow")
+
+    @property
+    def streaming(self) -> bool:
+        return self.current is not None
+
+    def clear(self) -> None:
+        self.log_view.remove_children()
+        self.current = None
+        self._pending.clear()

@@ -1,0 +1,496 @@
+"""Pilot tests of the app driving the real engine with the tiny preset."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from textual import events
+from textual.command import CommandList, CommandPalette
+
+from gpt_tui import paths
+from gpt_tui.tui.app import GptTuiApp
+from gpt_tui.tui.config import load_settings, settings_path
+from gpt_tui.tui.dialogs import ConfirmDialog, ErrorDialog
+from gpt_tui.tui.repl import Reply
+from gpt_tui.tui.settings import FieldRow, SettingsScreen
+
+
+def screen_text(app: GptTuiApp) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.05)
+
+
+async def press_while_busy(pilot: Any, key: str) -> None:
+    """Send a key as the terminal driver does.
+
+    Pilot.press waits until the whole process is idle, up to a second each time,
+    which never happens while a worker thread computes.
+    """
+    pilot.app.post_message(events.Key(key, key if len(key) == 1 else None))
+    await pilot.pause(0.05)
+
+
+async def type_text(pilot: Any, text: str) -> None:
+    for ch in text:
+        await pilot.press("space" if ch == " " else ch)
+
+
+async def submit(pilot: Any, app: GptTuiApp, line: str) -> None:
+    """Put a line in the REPL input and press Enter (typing each key is tested once, not everywhere)."""
+    app.repl.input.value = line
+    await pilot.press("enter")
+
+
+def run(scenario: Callable[[], Any]) -> None:
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_training_fills_the_chart_saves_on_request_and_quit_asks_then_stops_and_saves(fast_tui_settings):
+    async def scenario() -> GptTuiApp:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert "idle" in screen_text(app)
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: app.progress.step >= 2, what="first steps")
+            first = app.progress.step
+            await wait_until(pilot, lambda: app.progress.step > first, what="more steps")
+            await wait_until(pilot, lambda: f"step   {app.progress.step}/400" in screen_text(app), what="step on screen")
+            assert app.history.points >= 3  # the step-0 evaluation plus step losses
+            assert app.history.train.xs[0] == 0 and app.history.train.ys[0] > 10  # ~ln(50257) before training
+            drawn = app.chart.redraws
+            await wait_until(pilot, lambda: app.chart.redraws > drawn, what="a chart redraw")
+            await press_while_busy(pilot, "f8")  # save now, while training
+            await wait_until(pilot, lambda: bool(app.progress.checkpoint), what="checkpoint")
+            assert Path(app.progress.checkpoint).is_file()
+            await press_while_busy(pilot, "ctrl+q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await press_while_busy(pilot, "n")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+            assert app.is_running and app.progress.state == "running"
+            await press_while_busy(pilot, "ctrl+q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await press_while_busy(pilot, "y")
+            await wait_until(pilot, lambda: not app.is_running, timeout=60, what="exit")
+        return app
+
+    app = asyncio.run(scenario())
+    assert app.progress.state == "stopped"
+    assert app._training_worker is not None and app._training_worker.is_finished
+    saved = sorted(paths.runs_dir().glob("*/checkpoints/*.safetensors"))
+    assert len(saved) == 2 and app.progress.checkpoint == str(saved[-1])
+
+
+def test_chart_redraws_are_throttled_and_bounded_by_width():
+    from gpt_tui.engine.events import EvalEvent, StepEvent
+    from gpt_tui.tui.chart import LossChart
+    from gpt_tui.tui.chart_data import LossHistory
+
+    async def scenario() -> None:
+        from textual.app import App
+
+        history = LossHistory()
+
+        class Host(App[None]):
+            def compose(self):
+                yield LossChart(history)
+
+        app = Host()
+        async with app.run_test(size=(60, 20)) as pilot:
+            chart = app.query_one(LossChart)
+            await pilot.pause(0.3)
+            before = chart.redraws
+            for step in range(1, 10_001):
+                history.add(StepEvent(step, 1, step * 64, 10 - step / 2000, 1e-3, 1.0, 1000.0, step / 10, 10_000))
+                if step % 100 == 0:
+                    history.add(EvalEvent(step, 1, step * 64, 10 - step / 2000, 10.1 - step / 2000))
+            await pilot.pause(0.6)
+            # ten thousand new points cost at most a few redraws, each of bounded size
+            assert 1 <= chart.redraws - before <= 4
+            series = history.series("loss", chart.size.width * 2)
+            assert all(len(s.xs) <= chart.size.width * 2 for s in series)
+            await pilot.pause(0.6)
+            settled = chart.redraws
+            await pilot.pause(0.6)
+            assert chart.redraws == settled  # nothing changed, nothing redrawn
+
+    run(scenario)
+
+
+def test_a_reply_streams_in_several_updates(fast_tui_settings):
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            seen: list[str] = []
+            original = Reply.append
+
+            def spy(self: Reply, piece: str) -> None:
+                original(self, piece)
+                seen.append(self.text)
+
+            Reply.append = spy  # type: ignore[method-assign]
+            await submit(pilot, app, "/max 120")  # spans several 50 ms flushes, within the context of 128
+            try:
+                await type_text(pilot, "Every effort moves")
+                await pilot.press("enter")
+                await wait_until(pilot, lambda: app.repl.last_reply is not None, what="the reply to finish")
+            finally:
+                Reply.append = original  # type: ignore[method-assign]
+            reply = app.repl.last_reply
+            assert reply is not None and reply.prompt == "Every effort moves"
+            assert len(seen) >= 2 and len(set(seen)) >= 2  # the text grew in separate steps
+            assert seen[-1] == reply.text and reply.text
+            assert "120 tokens" in reply.footer and "untrained tiny" in reply.footer
+            await pilot.press("ctrl+y")
+            assert app.clipboard == "Every effort moves" + reply.text  # OSC 52 goes to the terminal too
+
+    run(scenario)
+
+
+def test_help_screen_lists_keys_and_commands(fast_tui_settings):
+    from gpt_tui.tui.help import HelpScreen
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("f1")
+            await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            text = screen_text(app)
+            for expected in ("f5", "Train", "Settings", "/temp X", "/beams N", "Esc cancels a reply"):
+                assert expected in text
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+
+    run(scenario)
+
+
+def test_escape_cancels_a_streaming_reply(fast_tui_settings):
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await submit(pilot, app, "/max 5000")
+            assert app.sampling.max_new_tokens == 5000
+            await submit(pilot, app, "Hello")
+            await wait_until(pilot, lambda: app.repl.current is not None and app.repl.current.updates >= 1, what="first piece")
+            await press_while_busy(pilot, "escape")
+            assert app.repl.current is None
+            reply = app.repl.last_reply
+            assert reply is not None and "cancelled" in reply.footer
+            worker = app._reply_worker
+            await wait_until(pilot, lambda: worker is not None and worker.is_finished, timeout=30, what="worker to stop")
+            assert reply.updates < 5000
+            # the REPL is free again
+            await submit(pilot, app, "/max 3")
+            await submit(pilot, app, "Hi")
+            await wait_until(pilot, lambda: app.repl.last_reply is not reply and app.repl.current is None, what="next reply")
+            assert "3 tokens" in app.repl.last_reply.footer
+
+    run(scenario)
+
+
+def test_slash_commands_change_sampling_and_refuse_bad_values(fast_tui_settings):
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            for line in ("/temp 0.7", "/topk 20", "/topp 0.9", "/seed 3", "/temp -2", "/bogus"):
+                await submit(pilot, app, line)
+            await pilot.pause(0.1)
+            assert (app.sampling.temperature, app.sampling.top_k, app.sampling.top_p, app.sampling.seed) == (0.7, 20, 0.9, 3)
+            text = screen_text(app)
+            assert "temp 0.7 · top-k 20 · top-p 0.9" in text  # the settings in force are visible
+            assert "Unknown command /bogus" in text
+            notes = [str(n.render()) for n in app.repl.query("Note.-error")]
+            assert any("Temperature must be >= 0" in n for n in notes)
+
+    run(scenario)
+
+
+def test_bad_settings_are_refused_in_place_and_nothing_is_lost(fast_tui_settings):
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        saved_before = settings_path().read_text()
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("f2")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+            screen = app.screen
+            lr_row = screen.query_one("#field-training-lr", FieldRow)
+            lr_input = lr_row.query_one("Input")
+            lr_input.focus()
+            lr_input.value = ""
+            await type_text(pilot, "fast")
+            await pilot.pause(0.1)
+            assert lr_row.error and "Learning rate must be a number" in lr_row.error
+            assert "Learning rate must be a number" in screen_text(app)
+            batch_row = screen.query_one("#field-training-batch_size", FieldRow)
+            batch_row.query_one("Input").value = "16"
+            await pilot.pause(0.1)
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.1)
+            assert app.screen is screen  # refused: still open, typed values kept
+            assert "Not saved" in screen_text(app)
+            assert lr_input.value == "fast" and batch_row.query_one("Input").value == "16"
+            assert settings_path().read_text() == saved_before
+            lr_input.value = "3e-4"
+            await pilot.pause(0.1)
+            assert lr_row.error is None
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen), what="settings to close")
+        stored, problems = load_settings()
+        assert problems == []
+        assert stored.training.lr == 3e-4 and stored.training.batch_size == 16
+
+    run(scenario)
+
+
+def test_save_checkpoint_appears_in_list_then_load_it_for_the_repl(fast_tui_settings):
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("f3")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="checkpoints tab")
+            panel = app.screen.checkpoints
+            assert panel.entries == []
+            await pilot.click("#ckpt-save")  # not training: saves the weights the REPL talks to
+            await wait_until(pilot, lambda: len(panel.entries) == 1, what="the checkpoint in the list")
+            entry = panel.entries[0]
+            assert entry.path.is_file() and entry.path.parent == paths.models_dir()
+            assert entry.label in screen_text(app)
+            await pilot.click("#ckpt-load")
+            await wait_until(pilot, lambda: app.model_source.kind == "loaded", what="load")
+            assert app.model_source.loaded.path == str(entry.path)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+            assert entry.path.stem in screen_text(app)  # the status line names the weights in use
+            await submit(pilot, app, "The")
+            await wait_until(pilot, lambda: app.repl.last_reply is not None, what="reply")
+            assert entry.path.stem in app.repl.last_reply.footer
+
+    run(scenario)
+
+
+def test_delete_asks_first_then_removes_the_file(fast_tui_settings):
+    from gpt_tui.engine.checkpoint import save_checkpoint
+    from gpt_tui.engine.model import GPTModel, get_preset
+
+    target = paths.models_dir() / "mine.safetensors"
+    save_checkpoint(target, GPTModel(get_preset("tiny", context_length=16)))
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("f3")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            settings_screen = app.screen
+            assert [e.path for e in settings_screen.checkpoints.entries] == [target]
+            await pilot.click("#ckpt-delete")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("n")
+            await pilot.pause(0.1)
+            assert target.exists()
+            await pilot.click("#ckpt-delete")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: not target.exists(), what="delete")
+            assert settings_screen.checkpoints.entries == []
+
+    run(scenario)
+
+
+def test_import_gpt2_weights_from_a_path(fast_tui_settings, tmp_path):
+    """A Hugging Face-style GPT-2 folder (written here, tiny) is imported and then talked to."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "hf-gpt2"
+    folder.mkdir()
+    d, layers, vocab, ctx = 32, 1, 50257, 16
+    config = {"model_type": "gpt2", "n_embd": d, "n_layer": layers, "n_head": 2, "n_positions": ctx, "vocab_size": vocab,
+              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}
+    (folder / "config.json").write_text(json.dumps(config))
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.02
+
+    state = {"wte.weight": rand(vocab, d), "wpe.weight": rand(ctx, d), "ln_f.weight": torch.ones(d), "ln_f.bias": torch.zeros(d)}
+    for i in range(layers):
+        p = f"h.{i}."
+        state.update({
+            p + "ln_1.weight": torch.ones(d), p + "ln_1.bias": torch.zeros(d),
+            p + "attn.c_attn.weight": rand(d, 3 * d), p + "attn.c_attn.bias": torch.zeros(3 * d),
+            p + "attn.c_proj.weight": rand(d, d), p + "attn.c_proj.bias": torch.zeros(d),
+            p + "ln_2.weight": torch.ones(d), p + "ln_2.bias": torch.zeros(d),
+            p + "mlp.c_fc.weight": rand(d, 4 * d), p + "mlp.c_fc.bias": torch.zeros(4 * d),
+            p + "mlp.c_proj.weight": rand(4 * d, d), p + "mlp.c_proj.bias": torch.zeros(d),
+        })
+    save_file(state, str(folder / "model.safetensors"))
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("f3")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            app.screen.query_one("#ckpt-import-path").value = str(folder)
+            await pilot.click("#ckpt-import")
+            await wait_until(pilot, lambda: app.model_source.kind == "loaded", timeout=60, what="import")
+            assert Path(app.model_source.loaded.path).parent == paths.models_dir()
+            assert len(app.screen.checkpoints.entries) == 1
+            # a path that is not weights gives a message, not a crash
+            app.screen.query_one("#ckpt-import-path").value = str(tmp_path / "nothing-here")
+            await pilot.click("#ckpt-import")
+            await wait_until(pilot, lambda: isinstance(app.screen, ErrorDialog), what="error dialog")
+            assert "nothing-here" in app.screen.message
+            await pilot.press("escape")
+            assert isinstance(app.screen, SettingsScreen)
+
+    run(scenario)
+
+
+def test_theme_switch_persists_across_a_restart(fast_tui_settings):
+    async def first() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert app.theme == "gpt-tui-dark"
+            assert {"gpt-tui-dark", "gpt-tui-light", "phosphor"} <= set(app.available_themes)
+            app.theme = "phosphor"
+            await pilot.pause(0.2)
+
+    async def second() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            assert app.theme == "phosphor"
+
+    run(first)
+    assert 'theme = "phosphor"' in settings_path().read_text()
+    run(second)
+
+
+def test_theme_is_switchable_from_the_command_palette(fast_tui_settings):
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+p")
+            await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+            await type_text(pilot, "theme")
+            await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, what="palette hits")
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            await type_text(pilot, "phosphor")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: app.theme == "phosphor", timeout=10, what="theme change")
+        assert load_settings()[0].theme == "phosphor"
+
+    run(scenario)
+
+
+def test_user_theme_loads_and_a_broken_one_gives_a_message(fast_tui_settings):
+    folder = paths.config_dir() / "themes"
+    folder.mkdir(parents=True)
+    (folder / "mine.toml").write_text('name = "my-own"\nprimary = "#ff00ff"\nbackground = "#000000"\n')
+    (folder / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    (folder / "garbage.toml").write_text("this is = = not toml")
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.1)
+            assert "my-own" in app.available_themes and "broken" not in app.available_themes
+            messages = " ".join(str(n.message) for n in app._notifications)
+            assert "broken.toml" in messages and "garbage.toml" in messages
+            app.theme = "my-own"
+            await pilot.pause(0.1)
+
+    run(scenario)
+    assert load_settings()[0].theme == "my-own"
+
+
+def test_keys_can_be_remapped_by_binding_id(fast_tui_settings):
+    from dataclasses import replace
+
+    from gpt_tui.tui.config import save_settings
+
+    save_settings(replace(fast_tui_settings, keys={"chart.mode": "ctrl+g"}))
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert app.chart.mode == "loss"
+            await pilot.press("ctrl+g")
+            assert app.chart.mode == "perplexity"
+            await pilot.press("f7")  # the old key no longer switches
+            assert app.chart.mode == "perplexity"
+            assert "^g Chart" in screen_text(app)
+
+    run(scenario)
+
+
+def test_prompt_history_is_kept_across_launches(fast_tui_settings):
+    async def first() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            for line in ("/seed 1", "/max 2"):
+                await submit(pilot, app, line)
+
+    async def second() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            box = app.repl.input
+            await type_text(pilot, "dra")
+            await pilot.press("up")
+            assert box.value == "/max 2"
+            await pilot.press("up")
+            assert box.value == "/seed 1"
+            await pilot.press("down", "down")
+            assert box.value == "dra"
+
+    run(first)
+    run(second)
+
+
+def test_a_failing_run_shows_a_dialog_and_the_app_stays_up(fast_tui_settings, tmp_path):
+    from dataclasses import replace
+
+    from gpt_tui.tui.config import save_settings
+
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    save_settings(replace(fast_tui_settings, training=replace(fast_tui_settings.training, data=str(bad))))
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: isinstance(app.screen, ErrorDialog), what="error dialog")
+            assert "not UTF-8" in app.screen.message
+            await pilot.press("enter")
+            assert app.progress.state == "failed"
+            await submit(pilot, app, "/temp 0.5")
+            assert app.sampling.temperature == 0.5  # still answering
+
+    run(scenario)
+
+
+def test_the_app_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, gpt_tui.tui.app; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

@@ -1,0 +1,127 @@
+"""Screenshots of the app compared with the approved ones in tests/__snapshots__.
+
+Deterministic by construction: fixed terminal sizes, theme and seeds; the
+app's ``stable`` mode shows placeholders for clocks, speeds and time-stamped
+run names; user directories live in a temporary folder, and paths on screen
+are relative to it. Regenerate after an intended change with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import pytest
+
+from gpt_tui.tui.app import GptTuiApp
+from gpt_tui.tui.themes import load_themes, shipped_theme_dir
+
+SHIPPED_THEMES = sorted(load_themes(shipped=shipped_theme_dir(), user=shipped_theme_dir() / "no-user-themes").themes)
+RECORDED_STEPS = 60
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        await pilot.pause(0.05)
+
+
+def make_app() -> GptTuiApp:
+    return GptTuiApp(stable=True, warm_up=False)
+
+
+def test_start_screen_80x24(snap_compare, fast_tui_settings):
+    assert snap_compare(make_app(), terminal_size=(80, 24))
+
+
+def test_start_screen_160x48(snap_compare, fast_tui_settings):
+    assert snap_compare(make_app(), terminal_size=(160, 48))
+
+
+def recorded_run(steps: int) -> list[Any]:
+    """A fixed, made-up run of the tiny model: the events a trainer sends, with losses that fall."""
+    from gpt_tui import paths
+    from gpt_tui.engine.events import EvalEvent, StartEvent, StepEvent
+
+    def loss(step: int, offset: float = 0.0) -> float:
+        return 10.9 - 4.2 * (1 - math.exp(-step / 14)) + 0.18 * math.sin(step * 1.7) + offset
+
+    events: list[Any] = [
+        StartEvent(str(paths.runs_dir() / "20260101-120000-tiny"), "cpu", 13_270_016, 125_113, 13_902, 1955, 217, 400, 0),
+        EvalEvent(0, 1, 0, 10.93, 10.95),
+    ]
+    for step in range(1, steps + 1):
+        events.append(StepEvent(step, 1, step * 64, loss(step), 1e-3, 1.0, 1500.0, step * 0.04, 400))
+        if step % 5 == 0:
+            events.append(EvalEvent(step, 1, step * 64, loss(step) - 0.1, loss(step, 0.35) - 0.18 * math.sin(step * 1.7)))
+    return events
+
+
+def test_training_in_progress_with_chart(snap_compare, fast_tui_settings):
+    """The panes fed through the app's own event buffer and drain, as the training thread feeds them.
+
+    The events are recorded rather than computed by the engine, so the screenshot does not
+    change with the engine's numerics or the CPU's; tests/test_tui_app.py drives real training.
+    """
+    app = make_app()
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause()  # laid out first, so the chart knows its width
+        app.progress.reset_for_start()
+        for event in recorded_run(RECORDED_STEPS):
+            app.buffer.push(event)
+        app.drain_events()
+        app.chart.redraw_if_changed(force=True)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+RECORDED_REPLY = [" toward", " the", " light", " of", " the", " morning", ",", " and", " the", " river", " runs", "."]
+
+
+def test_repl_after_a_reply(snap_compare, fast_tui_settings, monkeypatch):
+    """A reply streamed through the app's worker and messages; the text is fixed, not sampled,
+    so the screenshot does not depend on the engine's weights (tests/test_tui_app.py generates for real)."""
+    from gpt_tui.engine import generation
+
+    def recorded_stream(model: Any, prompt: str, sampling: Any, stats: Any = None):
+        for piece in RECORDED_REPLY[: sampling.max_new_tokens]:
+            if stats is not None:
+                stats.new_tokens += 1
+            yield piece
+
+    monkeypatch.setattr(generation, "stream_text", recorded_stream)
+    app = make_app()
+
+    async def run_before(pilot: Any) -> None:
+        app.repl.input.value = "Every effort moves you"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.repl.last_reply is not None)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_settings_panel(snap_compare, fast_tui_settings):
+    assert snap_compare(make_app(), terminal_size=(100, 36), press=["f2"])
+
+
+@pytest.mark.parametrize("theme", SHIPPED_THEMES)
+def test_each_shipped_theme(snap_compare, fast_tui_settings, theme):
+    app = make_app()
+
+    async def run_before(pilot: Any) -> None:
+        app.theme = theme
+        app.repl.input.value = "/help"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_three_themes_ship_with_the_package():
+    assert len(SHIPPED_THEMES) >= 3
