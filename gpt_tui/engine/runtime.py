@@ -7,7 +7,9 @@ MB (~15% of a CPU step). Raising the threshold, never trimming the heap and
 keeping one arena (so worker threads share the main heap, where big blocks
 can be reused) makes those allocations cheap again; the memory freed stays
 with the process for its next step. This is what ``LD_PRELOAD``-ing tcmalloc
-buys, done from inside the process.
+buys, done from inside the process. The heap then holds a few hundred MB more
+than it would otherwise (aligned big blocks fragment it a little);
+``release_free_memory`` hands all of it back once a run is over.
 """
 
 from __future__ import annotations
@@ -23,6 +25,24 @@ _M_ARENA_MAX = -8
 
 _lock = threading.Lock()
 _malloc_tuned: bool | None = None
+_libc: ctypes.CDLL | None = None
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc on Linux (musl and others lack or ignore these knobs)."""
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.gnu_get_libc_version  # only glibc has it
+            libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            libc.mallopt.restype = ctypes.c_int
+            libc.malloc_trim.argtypes = [ctypes.c_size_t]
+            libc.malloc_trim.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            return None
+        _libc = libc
+    return _libc
 
 
 def tune_malloc() -> bool:
@@ -36,21 +56,22 @@ def tune_malloc() -> bool:
         if _malloc_tuned is not None:
             return _malloc_tuned
         _malloc_tuned = False
-        if not sys.platform.startswith("linux"):
+        libc = _glibc()
+        if libc is None:
             return False
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-            libc.gnu_get_libc_version  # only glibc has it (musl's mallopt is a no-op)
-        except (OSError, AttributeError):
-            return False
-        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        mallopt.restype = ctypes.c_int
+        mallopt = libc.mallopt
         ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
         ok = mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1 and ok
         ok = mallopt(_M_ARENA_MAX, 1) == 1 and ok
         _malloc_tuned = ok
         return ok
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system, so an app that goes on after training does not keep them."""
+    libc = _glibc()
+    if libc is not None and _malloc_tuned:
+        libc.malloc_trim(0)
 
 
 def configure_for_training(device: "torch.device") -> None:  # noqa: F821

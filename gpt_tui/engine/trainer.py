@@ -248,10 +248,13 @@ class Trainer:
             self._unlock_run_dir()
             raise
         finally:
+            from gpt_tui.engine.runtime import release_free_memory
+
             self._close_prefetcher()
             if self._joined_group:
                 distributed.shutdown()
                 self._joined_group = False
+            release_free_memory()
         if out_of_memory:
             message = (
                 "The GPU ran out of memory; use a smaller --batch-size or --context-length, "
