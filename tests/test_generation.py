@@ -265,6 +265,61 @@ def test_diverged_model_is_a_user_error() -> None:
         generate(model, prompts(1), SamplingConfig(max_new_tokens=3))
 
 
+
+class _RunsOutOfMemory:
+    """Wraps a model's forward so that call number ``fail_at`` raises ``error``."""
+
+    def __init__(self, model: nn.Module, fail_at: int, error: BaseException) -> None:
+        self.calls = 0
+        original = model.forward
+
+        def forward(*args, **kwargs):
+            self.calls += 1
+            if self.calls == fail_at:
+                raise error
+            return original(*args, **kwargs)
+
+        model.forward = forward
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 123"),
+    ],
+)
+def test_out_of_memory_while_generating_is_a_user_error_and_the_model_goes_on(beams: int, error: Exception) -> None:
+    model = tiny_model()
+    model.train()
+    want = generate(model, prompts(1), SamplingConfig(max_new_tokens=6))
+    _RunsOutOfMemory(model, fail_at=3, error=error)
+    sampling = SamplingConfig(max_new_tokens=6, num_beams=beams, temperature=0.0)
+    with pytest.raises(UserError, match=r"Out of memory on cpu while generating\. Lower Max new tokens \(6\)") as caught:
+        list(stream_generate(model, prompts(1), sampling))
+    assert ("Beams (3)" in str(caught.value)) == (beams == 3)
+    assert model.training  # the mode came back, as after any other ending
+    # the next prompt runs as before (the forward's failing call is used up)
+    assert torch.equal(generate(model, prompts(1), SamplingConfig(max_new_tokens=6)), want)
+
+
+def test_other_runtime_errors_while_generating_are_not_called_out_of_memory() -> None:
+    model = tiny_model()
+    _RunsOutOfMemory(model, fail_at=2, error=RuntimeError("shape mismatch"))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(stream_generate(model, prompts(1), SamplingConfig(max_new_tokens=6)))
+
+
+def test_out_of_memory_reaches_stream_text_as_a_user_error() -> None:
+    model = tiny_model()
+    assert encode("!") == [0]  # a prompt inside the tiny vocabulary
+    _RunsOutOfMemory(model, fail_at=2, error=torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    pieces = stream_text(model, "!", SamplingConfig(max_new_tokens=5))
+    with pytest.raises(UserError, match="Out of memory"):
+        list(pieces)
+
+
 # --- end of sequence ----------------------------------------------------------
 
 

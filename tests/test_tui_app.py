@@ -160,6 +160,40 @@ def test_a_reply_streams_in_several_updates(fast_tui_settings):
     run(scenario)
 
 
+
+def test_out_of_memory_in_a_reply_is_a_plain_message_and_the_repl_goes_on(fast_tui_settings, monkeypatch):
+    import torch
+
+    from gpt_tui.engine.model import GPTModel
+
+    forward = GPTModel.forward
+    calls = {"n": 0}
+
+    def forward_that_runs_out(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(GPTModel, "forward", forward_that_runs_out)
+
+    async def scenario() -> None:
+        app = GptTuiApp(stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await submit(pilot, app, "/max 8")
+            await submit(pilot, app, "Every effort moves")
+            await wait_until(pilot, lambda: app.repl.last_reply is not None, what="the failed reply to end")
+            reply = app.repl.last_reply
+            assert "Out of memory" in reply.footer and "Max new tokens (8)" in reply.footer
+            assert not isinstance(app.screen, ErrorDialog)  # a message in the REPL, not a bug report
+            assert "OutOfMemoryError" not in screen_text(app)
+            await submit(pilot, app, "Every effort moves")
+            await wait_until(pilot, lambda: app.repl.last_reply is not reply and app.repl.current is None, what="next reply")
+            assert "8 tokens" in app.repl.last_reply.footer
+
+    run(scenario)
+
+
 def test_help_screen_lists_keys_and_commands(fast_tui_settings):
     from gpt_tui.tui.help import HelpScreen
 

@@ -196,10 +196,10 @@ def _pick_next(logits: "torch.Tensor", sampling: SamplingConfig, generator: "tor
     """Next token ids ``(B,)`` from last-position logits ``(B, V)``."""
     import torch
 
-    logits = logits.float()
     _check_finite(logits)
-    if sampling.greedy:
+    if sampling.greedy:  # bf16 -> fp32 is exact, so the argmax needs no upcast
         return logits.argmax(dim=-1)
+    logits = logits.float()
     # Shifting by the max keeps a tiny temperature from overflowing to inf.
     scaled = (logits - logits.max(dim=-1, keepdim=True).values) / sampling.temperature
     probs = torch.softmax(filter_logits(scaled, sampling.top_k, sampling.top_p), dim=-1)
@@ -308,10 +308,51 @@ def stream_generate(
     """
     vocab_size = model.config.vocab_size
     sampling.validate(vocab_size)
-    ids = _prepare_prompt(prompt_ids, vocab_size, _model_device(model))
+    device = _model_device(model)
+    ids = _prepare_prompt(prompt_ids, vocab_size, device)
     if sampling.num_beams > 1:
-        return _stream_beams(model, ids, sampling)
-    return _stream_tokens(model, ids, sampling)
+        return _out_of_memory_as_user_error(_stream_beams(model, ids, sampling), device, sampling)
+    return _out_of_memory_as_user_error(_stream_tokens(model, ids, sampling), device, sampling)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation failure: CUDA's ``OutOfMemoryError`` or the CPU allocator's."""
+    if type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def _out_of_memory_as_user_error(
+    tokens: Iterator["torch.Tensor"], device: "torch.device", sampling: SamplingConfig
+) -> Iterator["torch.Tensor"]:
+    """Pass ``tokens`` through; an allocation failure becomes a message that says what to lower.
+
+    The cache and activations are released before the message goes out, so the
+    app can take the next prompt (or go on training) on the same device.
+    """
+    try:
+        yield from tokens
+    except (RuntimeError, MemoryError) as exc:
+        if not (is_out_of_memory(exc) or isinstance(exc, MemoryError)):
+            raise
+        tokens.close()  # type: ignore[attr-defined]
+        del exc
+        _release_device_memory(device)
+        beams = f" or Beams ({sampling.num_beams})" if sampling.num_beams > 1 else ""
+        raise UserError(
+            f"Out of memory on {device} while generating. Lower Max new tokens ({sampling.max_new_tokens}){beams}, "
+            "use a smaller model, or generate on another device; nothing was lost."
+        ) from None
+
+
+def _release_device_memory(device: "torch.device") -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _stream_tokens(model: "nn.Module", ids: "torch.Tensor", sampling: SamplingConfig) -> Iterator["torch.Tensor"]:
