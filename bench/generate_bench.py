@@ -18,7 +18,6 @@ Time to first token is the wall time until the first new token is known
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,6 @@ def _prompt_ids():
 
 
 def _hf_model(state):
-    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(

@@ -24,7 +24,6 @@ Needs nothing beyond gpt-tui's own dependencies; finishes in 2-4 minutes.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time

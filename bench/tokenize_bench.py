@@ -16,7 +16,6 @@ result are timed too.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import shutil

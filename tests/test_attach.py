@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 import torch
 
+from pilot import screen_text, wait_until
 from gpt_tui.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gpt_tui.engine.events import EvalEvent, StepEvent, event_to_record
 from gpt_tui.engine.model import GPTConfig, GPTModel
@@ -65,18 +64,6 @@ def finished_runs(tmp_path_factory) -> tuple[Path, Path]:
     finally:
         torch.set_num_threads(threads)
     return runs[0], runs[1]
-
-
-def screen_text(app: GptTuiApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.05)
 
 
 def _step_line(step: int, loss: float) -> str:
@@ -291,3 +278,45 @@ def test_hangup_stops_and_saves_a_run_training_in_the_app(fast_tui_settings):
     finally:
         for sig, previous_handler in previous.items():
             signal.signal(sig, previous_handler)
+
+
+def test_app_opened_on_a_stopped_run_shows_it_talks_to_it_and_start_continues_it(tmp_path, fast_tui_settings):
+    """``gpt-tui app --run-dir``: the run's curves, its newest checkpoint in the REPL, F5 resumes it to the end."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(sample_text(1500, seed=5), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    config = TrainConfig(
+        data=str(corpus), model="tiny", context_length=16, batch_size=2, max_steps=8, eval_freq=2, eval_iter=1,
+        warmup_steps=0, sample_tokens=0, device="cpu", precision="fp32", run_dir=str(run_dir),
+    )
+    trainer: Trainer | None = None
+
+    def stop_at_four(event: object) -> None:
+        if isinstance(event, StepEvent) and event.step == 4:
+            trainer.request_stop()
+
+    trainer = Trainer(config, stop_at_four)
+    trainer.run()
+    assert read_status(run_dir)["state"] == "stopped"
+    assert latest_checkpoint(run_dir).stem.endswith("4")
+
+    async def scenario() -> None:
+        app = GptTuiApp(run_dir=str(run_dir), stable=True, warm_up=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: app.model_source.describe() != "untrained tiny", what="the run's checkpoint to load")
+            assert app.progress.step == 4 and app.progress.state == "stopped"
+            assert app.history.train.xs[-1] == 4 and app.history.val.xs == [0, 2, 4]
+            assert "step-00000004" in app.model_source.describe()
+            app.repl.input.value = "Every effort moves"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: app.repl.last_reply is not None, what="a reply from the run's weights")
+            assert "step-00000004" in app.repl.last_reply.footer
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: app.progress.state == "finished", what="the resumed run to finish")
+            assert app.progress.step == 8 and app.progress.run_dir == str(run_dir)
+
+    asyncio.run(scenario())
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line).get("type") == "step"]
+    assert steps == list(range(1, 9))  # one run, continued in place, no step twice
+    assert read_status(run_dir)["state"] == "finished"

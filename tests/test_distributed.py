@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from gpt_tui.engine import distributed
 from gpt_tui.engine.checkpoint import latest_checkpoint, load_checkpoint

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,25 +11,13 @@ import pytest
 from textual import events
 from textual.command import CommandList, CommandPalette
 
+from pilot import screen_text, wait_until
 from gpt_tui import paths
 from gpt_tui.tui.app import GptTuiApp
 from gpt_tui.tui.config import load_settings, settings_path
 from gpt_tui.tui.dialogs import ConfirmDialog, ErrorDialog
 from gpt_tui.tui.repl import Reply
 from gpt_tui.tui.settings import FieldRow, SettingsScreen
-
-
-def screen_text(app: GptTuiApp) -> str:
-    """What the terminal shows, as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.05)
 
 
 async def press_while_busy(pilot: Any, key: str) -> None:

@@ -10,23 +10,16 @@ are relative to it. Regenerate after an intended change with
 from __future__ import annotations
 
 import math
-import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
+from pilot import wait_until
 from gpt_tui.tui.app import GptTuiApp
 from gpt_tui.tui.themes import load_themes, shipped_theme_dir
 
 SHIPPED_THEMES = sorted(load_themes(shipped=shipped_theme_dir(), user=shipped_theme_dir() / "no-user-themes").themes)
 RECORDED_STEPS = 60
-
-
-async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        await pilot.pause(0.05)
 
 
 def make_app() -> GptTuiApp:

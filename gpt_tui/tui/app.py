@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
 from gpt_tui.tui.chart import LossChart
-from gpt_tui.tui.chart_data import CHART_MODES, LossHistory
+from gpt_tui.tui.chart_data import LossHistory
 from gpt_tui.tui.checkpoints import CheckpointsPanel
 from gpt_tui.tui.config import (
     DEFAULT_THEME,
