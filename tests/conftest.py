@@ -33,3 +33,21 @@ def fast_tui_settings(isolated_user_dirs):
     )
     save_settings(settings)
     return settings
+
+
+@pytest.fixture
+def corpus_and_init(tmp_path):
+    """A short corpus file and the checkpoint of a one-layer model to start runs from: runs that take seconds."""
+    import torch
+
+    from gpt_tui.engine.checkpoint import save_checkpoint
+    from gpt_tui.engine.model import GPTConfig, GPTModel
+    from textgen import sample_text
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(sample_text(1500, seed=5), encoding="utf-8")
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_layers=1, n_heads=2, drop_rate=0.0, tie_weights=True))
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(init, model)
+    return corpus, init

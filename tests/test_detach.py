@@ -14,32 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from gpt_tui.cli import main
 from gpt_tui.engine import runlock
-from gpt_tui.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from gpt_tui.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from gpt_tui.engine.detach import detached_pid
 from gpt_tui.engine.events import CheckpointEvent, EvalEvent, StepEvent
-from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.runs import RunFollower, read_metrics, read_run, read_status, request_control
 from gpt_tui.engine.trainer import Trainer, TrainConfig
 from gpt_tui.errors import UserError
-from textgen import sample_text
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 150  # enough that the run is still going when the launcher has returned
-
-
-@pytest.fixture
-def small(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(sample_text(1500, seed=9), encoding="utf-8")
-    torch.manual_seed(0)
-    model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_layers=1, n_heads=2, drop_rate=0.0, tie_weights=True))
-    init = tmp_path / "init.safetensors"
-    save_checkpoint(init, model)
-    return corpus, init
 
 
 def _flags(corpus: Path, init: Path, max_steps: int) -> list[str]:
@@ -68,8 +54,8 @@ def _wait(predicate, timeout: float = 120.0, poll: float = 0.05) -> None:
         time.sleep(poll)
 
 
-def test_detached_run_outlives_its_launcher_and_finishes(small, tmp_path, capsys):
-    corpus, init = small
+def test_detached_run_outlives_its_launcher_and_finishes(corpus_and_init, tmp_path, capsys):
+    corpus, init = corpus_and_init
     runs_root = tmp_path / "runs"
     run_dir = runs_root / "bg"
     launched = _detach([*_flags(corpus, init, STEPS), "--run-dir", str(run_dir)])
@@ -100,8 +86,8 @@ def test_detached_run_outlives_its_launcher_and_finishes(small, tmp_path, capsys
     assert row.split()[:4] == ["bg", "finished", f"{STEPS}/{STEPS}", f"{best:.3f}"]
 
 
-def test_detached_run_saves_on_request_then_stops(small, tmp_path, capsys):
-    corpus, init = small
+def test_detached_run_saves_on_request_then_stops(corpus_and_init, tmp_path, capsys):
+    corpus, init = corpus_and_init
     run_dir = tmp_path / "long"
     launched = _detach([*_flags(corpus, init, 100_000), "--run-dir", str(run_dir), "--checkpoint-every", "0"])
     assert launched.returncode == 0, launched.err
@@ -133,8 +119,8 @@ def test_detached_run_saves_on_request_then_stops(small, tmp_path, capsys):
     assert "is not running (its status is stopped)" in capsys.readouterr().err
 
 
-def test_detach_refuses_a_run_that_is_already_training(small, tmp_path):
-    corpus, init = small
+def test_detach_refuses_a_run_that_is_already_training(corpus_and_init, tmp_path):
+    corpus, init = corpus_and_init
     run_dir = tmp_path / "busy"
     run_dir.mkdir()
     with runlock.acquire(run_dir):
@@ -159,8 +145,8 @@ def _config(corpus: Path, run_dir: Path, **changes) -> dict:
     return base
 
 
-def test_requests_left_in_the_run_directory_reach_a_live_trainer(small, tmp_path):
-    corpus, init = small
+def test_requests_left_in_the_run_directory_reach_a_live_trainer(corpus_and_init, tmp_path):
+    corpus, init = corpus_and_init
     run_dir = tmp_path / "inproc"
     seen: list = []
     trainer = Trainer(TrainConfig(**_config(corpus, run_dir)), seen.append, init_from=str(init))

@@ -15,28 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from gpt_tui.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from gpt_tui.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from gpt_tui.engine.events import DoneEvent, StepEvent
-from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.runs import read_metrics, read_run, read_status
 from forkserver import ForkServer
-from textgen import sample_text
 
 MAX_STEPS = 40
 STOP_AFTER = 3  # steps seen in metrics.jsonl before the signal goes out
-
-
-@pytest.fixture
-def setup(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(sample_text(1500, seed=5), encoding="utf-8")
-    torch.manual_seed(0)
-    model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_layers=1, n_heads=2, drop_rate=0.0, tie_weights=True))
-    init = tmp_path / "init.safetensors"
-    save_checkpoint(init, model)
-    return corpus, init
 
 
 def _train_args(corpus: Path, init: Path, run_dir: Path, checkpoint_every: int = 0) -> list[str]:
@@ -68,8 +54,8 @@ def _losses(run_dir: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_signals_save_a_checkpoint_and_resume_matches_an_unbroken_run(setup, tmp_path):
-    corpus, init = setup
+def test_signals_save_a_checkpoint_and_resume_matches_an_unbroken_run(corpus_and_init, tmp_path):
+    corpus, init = corpus_and_init
     runs = {name: tmp_path / name for name in ("SIGINT", "SIGTERM", "SIGHUP", "twice", "unbroken")}
     logs = {name: tmp_path / f"{name}.log" for name in runs}
     server = ForkServer(corpus)

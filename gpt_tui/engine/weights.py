@@ -37,6 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpt_tui.engine.weight_layouts import (
+    GPT2_VOCAB,
+    KIND_NATIVE,
+    KIND_TF,
+    LAYER_NORM_EPS,
+    Weights,
+    from_book,
+    from_hf,
+    from_native,
+    strip_wrappers,
+)
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
 
@@ -45,13 +56,7 @@ if TYPE_CHECKING:
 
     from gpt_tui.engine.model import GPTConfig, GPTModel
 
-GPT2_VOCAB = 50257
-LAYER_NORM_EPS = 1e-5
-# Activation names that are GPT-2's tanh-approximated GELU.
-TANH_GELUS = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"}
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-# Width -> heads for the released GPT-2 sizes and gpt-tui's own presets, used when no config says.
-KNOWN_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25, 128: 4, 256: 4}
 
 ACCEPTED = (
     "a gpt-tui checkpoint or run directory; a model name from `gpt-tui import`; a Hugging Face folder "
@@ -59,12 +64,6 @@ ACCEPTED = (
     "(gpt2, gpt2-medium, gpt2-large, gpt2-xl); an OpenAI TensorFlow checkpoint folder (hparams.json, "
     "model.ckpt.index, model.ckpt.data-*); a .pth/.pt/.bin state dict in the book's, Hugging Face's or gpt-tui's naming"
 )
-
-KIND_NATIVE = "gpt-tui"
-KIND_HF = "huggingface"
-KIND_TF = "tensorflow"
-KIND_BOOK = "book-state-dict"
-KIND_STATE = "state-dict"
 
 
 @dataclass
@@ -76,18 +75,6 @@ class LoadedModel:
     kind: str  # gpt-tui, huggingface, tensorflow, book-state-dict, state-dict
     path: Path
     notes: list[str] = field(default_factory=list)  # adjustments made while loading
-
-
-@dataclass
-class Weights:
-    """Weights renamed to gpt-tui's layout (CPU float32) with the config that fits them."""
-
-    config: "GPTConfig"
-    state: dict[str, "torch.Tensor"]
-    kind: str
-    path: Path
-    notes: list[str] = field(default_factory=list)
-    origin: dict[str, str] = field(default_factory=dict)  # gpt-tui name -> name in the file
 
 
 # ---------------------------------------------------------------------------
@@ -438,21 +425,21 @@ def _read_hf_folder(folder: Path) -> Weights:
         raise UserError(f"{folder} has no model.safetensors or pytorch_model.bin.")
     config_path = folder / "config.json"
     hf_config = _read_json(config_path) if config_path.is_file() else None
-    return _from_hf(state, source, hf_config)
+    return from_hf(state, source, hf_config)
 
 
 def _from_state_dict(state: dict[str, "torch.Tensor"], path: Path, extra_config: dict[str, Any] | None) -> Weights:
     """A bare state dict: which naming it uses decides the converter."""
-    state = {_strip_wrappers(k): v for k, v in state.items()}
+    state = {strip_wrappers(k): v for k, v in state.items()}
     keys = set(state)
     if "tok_emb.weight" in keys and any(k.startswith("trf_blocks.") for k in keys):
-        return _from_book(state, path, extra_config or _sidecar_config(path))
+        return from_book(state, path, extra_config or _sidecar_config(path))
     if "tok_emb.weight" in keys and any(k.startswith("blocks.") for k in keys):
-        return _from_native_state(state, path, extra_config or _sidecar_config(path))
+        return from_native(state, path, extra_config or _sidecar_config(path))
     if any(k.removeprefix("transformer.") == "wte.weight" for k in keys):
         sidecar = path.parent / "config.json"
         hf_config = extra_config or (_read_json(sidecar) if sidecar.is_file() else None)
-        return _from_hf(state, path, hf_config)
+        return from_hf(state, path, hf_config)
     sample = ", ".join(sorted(keys)[:4])
     raise UserError(
         f"{path} is a state dict, but its tensor names ({sample}, ...) match none of the layouts gpt-tui reads: "
@@ -461,12 +448,6 @@ def _from_state_dict(state: dict[str, "torch.Tensor"], path: Path, extra_config:
     )
 
 
-def _strip_wrappers(key: str) -> str:
-    """Prefixes that DistributedDataParallel and torch.compile add to parameter names."""
-    for prefix in ("module.", "_orig_mod."):
-        while key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
 
 
 def _sidecar_config(path: Path) -> dict[str, Any] | None:
@@ -477,146 +458,16 @@ def _sidecar_config(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _config_value(config: dict[str, Any] | None, *names: str) -> Any:
-    if not config:
-        return None
-    for name in names:
-        if config.get(name) is not None:
-            return config[name]
-    return None
 
 
-def _infer_heads(width: int, config: dict[str, Any] | None, path: Path) -> int:
-    heads = _config_value(config, "n_heads", "n_head", "num_heads", "num_attention_heads")
-    if heads is not None:
-        return int(heads)
-    if width in KNOWN_HEADS:
-        return KNOWN_HEADS[width]
-    raise UserError(
-        f"Cannot tell how many attention heads the model in {path} has (width {width} is not a standard size); "
-        f"put a JSON file with \"n_heads\" next to it, named config.json or {path.with_suffix('.json').name}."
-    )
 
 
-def _layer_count(keys: set[str], pattern: str, path: Path) -> int:
-    indices = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
-    if not indices:
-        raise UserError(f"{path} has no transformer blocks.")
-    count = max(indices) + 1
-    missing = sorted(set(range(count)) - indices)
-    if missing:
-        raise UserError(f"{path} is missing transformer block {missing[0]} of {count}; the file is incomplete.")
-    return count
 
 
-def _require(state: dict[str, "torch.Tensor"], key: str, path: Path) -> "torch.Tensor":
-    if key not in state:
-        raise UserError(f"{path} has no tensor {key!r}; the file is incomplete or not a GPT-2 model.")
-    return state[key]
 
 
-def _from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, Any] | None) -> Weights:
-    """Hugging Face GPT-2: Conv1D weights are (in, out), so every projection is transposed."""
-    from gpt_tui.engine.model import GPTConfig
-
-    state = {k.removeprefix("transformer."): v for k, v in state.items()}
-    # Causal-mask buffers that older transformers versions saved with the weights.
-    state = {k: v for k, v in state.items() if not re.fullmatch(r"h\.\d+\.attn\.(bias|masked_bias)", k)}
-    _check_hf_config(hf_config, path)
-    wte = _require(state, "wte.weight", path)
-    wpe = _require(state, "wpe.weight", path)
-    if wte.dim() != 2 or wpe.dim() != 2:
-        raise UserError(f"{path}: wte and wpe must be 2-D tables, got shapes {list(wte.shape)} and {list(wpe.shape)}.")
-    vocab, width = wte.shape
-    layers = _layer_count(set(state), r"h\.(\d+)\.", path)
-    declared = {
-        "n_layer": (_config_value(hf_config, "n_layer", "num_hidden_layers"), layers),
-        "n_embd": (_config_value(hf_config, "n_embd", "hidden_size"), width),
-        "vocab_size": (_config_value(hf_config, "vocab_size"), vocab),
-        "n_positions": (_config_value(hf_config, "n_positions", "max_position_embeddings"), wpe.shape[0]),
-    }
-    for name, (said, found) in declared.items():
-        if said is not None and int(said) != int(found):
-            raise UserError(f"{path}: config.json says {name} = {said} but the weights have {found}; the files do not belong together.")
-    lm_head = state.pop("lm_head.weight", None)
-    tied = lm_head is None or (lm_head.shape == wte.shape and bool(lm_head.data_ptr() == wte.data_ptr() or lm_head.equal(wte)))
-    if hf_config is not None and hf_config.get("tie_word_embeddings", True) is False and lm_head is not None:
-        tied = False
-    qkv_bias = "h.0.attn.c_attn.bias" in state
-    config = GPTConfig(
-        vocab_size=int(vocab),
-        context_length=int(wpe.shape[0]),
-        emb_dim=int(width),
-        n_layers=layers,
-        n_heads=_infer_heads(int(width), hf_config, path),
-        drop_rate=0.0,
-        qkv_bias=qkv_bias,
-        tie_weights=tied,
-    )
-    out: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
-
-    def put(dst: str, src: str, transpose: bool = False) -> None:
-        tensor = _require(state, src, path)
-        del state[src]  # renamed tensors leave the source dict, so each can be freed once converted
-        if transpose:
-            if tensor.dim() != 2:
-                raise UserError(f"{path}: {src} should be a 2-D matrix but has shape {list(tensor.shape)}.")
-            tensor = tensor.t()
-        out[dst] = tensor
-        origin[dst] = src
-
-    put("tok_emb.weight", "wte.weight")
-    put("pos_emb.weight", "wpe.weight")
-    for i in range(layers):
-        h, b = f"h.{i}.", f"blocks.{i}."
-        put(b + "ln1.weight", h + "ln_1.weight")
-        put(b + "ln1.bias", h + "ln_1.bias")
-        put(b + "attn.qkv.weight", h + "attn.c_attn.weight", transpose=True)
-        if qkv_bias:
-            put(b + "attn.qkv.bias", h + "attn.c_attn.bias")
-        put(b + "attn.proj.weight", h + "attn.c_proj.weight", transpose=True)
-        put(b + "attn.proj.bias", h + "attn.c_proj.bias")
-        put(b + "ln2.weight", h + "ln_2.weight")
-        put(b + "ln2.bias", h + "ln_2.bias")
-        put(b + "mlp.fc.weight", h + "mlp.c_fc.weight", transpose=True)
-        put(b + "mlp.fc.bias", h + "mlp.c_fc.bias")
-        put(b + "mlp.proj.weight", h + "mlp.c_proj.weight", transpose=True)
-        put(b + "mlp.proj.bias", h + "mlp.c_proj.bias")
-    put("ln_f.weight", "ln_f.weight")
-    put("ln_f.bias", "ln_f.bias")
-    if tied:
-        out["head.weight"] = out["tok_emb.weight"]
-        origin["head.weight"] = "wte.weight"
-    else:
-        out["head.weight"] = lm_head  # type: ignore[assignment]
-        origin["head.weight"] = "lm_head.weight"
-    leftover = sorted(state)
-    if leftover:
-        raise UserError(f"{path} has tensors a GPT-2 model does not have ({', '.join(leftover[:3])}); it is another architecture.")
-    return _finish(config, out, KIND_HF, path, origin)
 
 
-def _check_hf_config(hf_config: dict[str, Any] | None, path: Path) -> None:
-    """Refuse configurations the GPT-2 architecture here cannot reproduce, rather than load them wrongly."""
-    if not hf_config:
-        return
-    where = path.parent / "config.json" if path.is_file() else path / "config.json"
-    model_type = hf_config.get("model_type", "gpt2")
-    if model_type != "gpt2":
-        raise UserError(f"{where} describes a {model_type!r} model; gpt-tui loads GPT-2 models only.")
-    activation = hf_config.get("activation_function", "gelu_new")
-    if activation not in TANH_GELUS:
-        raise UserError(f"{where} uses activation {activation!r}; gpt-tui's GPT-2 uses the tanh GELU (gelu_new).")
-    eps = float(hf_config.get("layer_norm_epsilon", LAYER_NORM_EPS))
-    if abs(eps - LAYER_NORM_EPS) > 1e-12:
-        raise UserError(f"{where} sets layer_norm_epsilon {eps}; gpt-tui's GPT-2 uses {LAYER_NORM_EPS}.")
-    n_inner = hf_config.get("n_inner")
-    width = hf_config.get("n_embd")
-    if n_inner is not None and width is not None and int(n_inner) != 4 * int(width):
-        raise UserError(f"{where} sets n_inner {n_inner}; gpt-tui's GPT-2 has a feed-forward of 4 x n_embd = {4 * int(width)}.")
-    if hf_config.get("scale_attn_weights", True) is False or hf_config.get("scale_attn_by_inverse_layer_idx"):
-        raise UserError(f"{where} changes GPT-2's attention scaling, which gpt-tui's model does not support.")
 
 
 def _read_tensorflow(folder: Path, prefix: Path | None = None) -> Weights:
@@ -661,144 +512,21 @@ def _read_tensorflow(folder: Path, prefix: Path | None = None) -> Weights:
             "vocab_size": hparams.get("n_vocab"),
             "n_positions": hparams.get("n_ctx"),
         }
-    weights = _from_hf(state, bundle.index_path, hf_config)
+    weights = from_hf(state, bundle.index_path, hf_config)
     weights.kind = KIND_TF
     return weights
 
 
-def _from_book(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:
-    """The book's GPTModel: separate W_query/W_key/W_value (nn.Linear), LayerNorm scale/shift, out_head."""
-    import torch
-
-    from gpt_tui.engine.model import GPTConfig
-
-    tok = _require(state, "tok_emb.weight", path)
-    pos = _require(state, "pos_emb.weight", path)
-    vocab, width = tok.shape
-    layers = _layer_count(set(state), r"trf_blocks\.(\d+)\.", path)
-    qkv_bias = "trf_blocks.0.att.W_query.bias" in state
-    head = _require(state, "out_head.weight", path)
-    tied = head.shape == tok.shape and bool(head.data_ptr() == tok.data_ptr() or head.equal(tok))
-    config = GPTConfig(
-        vocab_size=int(vocab),
-        context_length=int(pos.shape[0]),
-        emb_dim=int(width),
-        n_layers=layers,
-        n_heads=_infer_heads(int(width), config_hint, path),
-        drop_rate=0.0,
-        qkv_bias=qkv_bias,
-        tie_weights=tied,
-    )
-    out: dict[str, torch.Tensor] = {"tok_emb.weight": tok, "pos_emb.weight": pos}
-    origin = {"tok_emb.weight": "tok_emb.weight", "pos_emb.weight": "pos_emb.weight"}
-    renames = {
-        "norm1.scale": "ln1.weight",
-        "norm1.shift": "ln1.bias",
-        "att.out_proj.weight": "attn.proj.weight",
-        "att.out_proj.bias": "attn.proj.bias",
-        "norm2.scale": "ln2.weight",
-        "norm2.shift": "ln2.bias",
-        "ff.layers.0.weight": "mlp.fc.weight",
-        "ff.layers.0.bias": "mlp.fc.bias",
-        "ff.layers.2.weight": "mlp.proj.weight",
-        "ff.layers.2.bias": "mlp.proj.bias",
-    }
-    for i in range(layers):
-        src, dst = f"trf_blocks.{i}.", f"blocks.{i}."
-        for old, new in renames.items():
-            out[dst + new] = _require(state, src + old, path)
-            origin[dst + new] = src + old
-        parts = [_require(state, f"{src}att.W_{name}.weight", path) for name in ("query", "key", "value")]
-        if len({tuple(p.shape) for p in parts}) != 1:
-            raise UserError(f"{path}: W_query, W_key and W_value of block {i} differ in shape.")
-        out[dst + "attn.qkv.weight"] = torch.cat(parts, dim=0)
-        origin[dst + "attn.qkv.weight"] = f"{src}att.W_query.weight"
-        if qkv_bias:
-            out[dst + "attn.qkv.bias"] = torch.cat([_require(state, f"{src}att.W_{n}.bias", path) for n in ("query", "key", "value")])
-            origin[dst + "attn.qkv.bias"] = f"{src}att.W_query.bias"
-    out["ln_f.weight"] = _require(state, "final_norm.scale", path)
-    out["ln_f.bias"] = _require(state, "final_norm.shift", path)
-    out["head.weight"] = out["tok_emb.weight"] if tied else head
-    origin.update({"ln_f.weight": "final_norm.scale", "ln_f.bias": "final_norm.shift", "head.weight": "out_head.weight"})
-    return _finish(config, out, KIND_BOOK, path, origin)
 
 
-def _from_native_state(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:
-    """gpt-tui's own parameter names in a plain ``torch.save(model.state_dict())`` file."""
-    from gpt_tui.engine.model import GPTConfig
-
-    tok = _require(state, "tok_emb.weight", path)
-    pos = _require(state, "pos_emb.weight", path)
-    vocab, width = tok.shape
-    head = state.get("head.weight")
-    tied = head is None or (head.shape == tok.shape and bool(head.data_ptr() == tok.data_ptr() or head.equal(tok)))
-    config = GPTConfig(
-        vocab_size=int(vocab),
-        context_length=int(pos.shape[0]),
-        emb_dim=int(width),
-        n_layers=_layer_count(set(state), r"blocks\.(\d+)\.", path),
-        n_heads=_infer_heads(int(width), config_hint, path),
-        drop_rate=0.0,
-        qkv_bias="blocks.0.attn.qkv.bias" in state,
-        tie_weights=tied,
-    )
-    out = dict(state)
-    if tied:
-        out["head.weight"] = out["tok_emb.weight"]
-    return _finish(config, out, KIND_STATE, path, {k: k for k in out})
 
 
 # ---------------------------------------------------------------------------
 # Checking and building.
 
 
-def _finish(config: "GPTConfig", state: dict[str, "torch.Tensor"], kind: str, path: Path, origin: dict[str, str]) -> Weights:
-    """Check names and shapes against the config, cut a padded vocabulary, make everything float32."""
-    import torch
-
-    notes: list[str] = []
-    if config.vocab_size > GPT2_VOCAB:
-        notes.append(f"vocabulary cut from {config.vocab_size} to GPT-2's {GPT2_VOCAB} (padding rows dropped)")
-        state["tok_emb.weight"] = state["tok_emb.weight"][:GPT2_VOCAB]
-        state["head.weight"] = state["tok_emb.weight"] if config.tie_weights else state["head.weight"][:GPT2_VOCAB]
-        config = config.with_(vocab_size=GPT2_VOCAB)
-    expected = _expected_shapes(config)
-    problems: list[str] = []
-    for key, shape in expected.items():
-        if key not in state:
-            problems.append(f"{origin.get(key, key)} is missing")
-        elif tuple(state[key].shape) != shape:
-            src = origin.get(key, key)
-            problems.append(f"{src} has shape {list(state[key].shape)} where this model needs {list(shape)} (as {key})")
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        problems.append(f"unexpected tensor {origin.get(extra[0], extra[0])}")
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(f"{path} does not fit a GPT-2 model of its own shape: {problems[0]}{more}.")
-    dtypes = {str(t.dtype).removeprefix("torch.") for t in state.values()}
-    for key, tensor in state.items():
-        if not tensor.is_floating_point():
-            raise UserError(f"{path}: {origin.get(key, key)} holds {tensor.dtype} values, not floating-point weights.")
-    if dtypes != {"float32"}:
-        notes.append(f"weights stored as {', '.join(sorted(dtypes))} converted to float32")
-    converted: dict[str, torch.Tensor] = {}
-    for key in list(state):
-        # Popping first lets a transposed view's storage go as soon as its contiguous copy exists.
-        converted[key] = state.pop(key).to(torch.float32).contiguous()
-    if config.tie_weights:
-        converted["head.weight"] = converted["tok_emb.weight"]
-    return Weights(config, converted, kind, path, notes, origin)
 
 
-def _expected_shapes(config: "GPTConfig") -> dict[str, tuple[int, ...]]:
-    import torch
-
-    from gpt_tui.engine.model import GPTModel
-
-    with torch.device("meta"):
-        model = GPTModel(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def _build(weights: Weights, device: "str | torch.device") -> "GPTModel":
