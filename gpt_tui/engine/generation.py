@@ -316,8 +316,8 @@ def stream_generate(
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for an allocation failure: CUDA's ``OutOfMemoryError`` or the CPU allocator's."""
-    if type(error).__name__ == "OutOfMemoryError":
+    """True for an allocation failure: CUDA's ``OutOfMemoryError``, the CPU allocator's, or Python's."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
     return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
 
@@ -330,29 +330,20 @@ def _out_of_memory_as_user_error(
     The cache and activations are released before the message goes out, so the
     app can take the next prompt (or go on training) on the same device.
     """
+    from gpt_tui.engine.runtime import release_device_memory
+
     try:
         yield from tokens
     except (RuntimeError, MemoryError) as exc:
-        if not (is_out_of_memory(exc) or isinstance(exc, MemoryError)):
+        if not is_out_of_memory(exc):
             raise
-        tokens.close()  # type: ignore[attr-defined]
         del exc
-        _release_device_memory(device)
+        release_device_memory()
         beams = f" or Beams ({sampling.num_beams})" if sampling.num_beams > 1 else ""
         raise UserError(
             f"Out of memory on {device} while generating. Lower Max new tokens ({sampling.max_new_tokens}){beams}, "
             "use a smaller model, or generate on another device; nothing was lost."
         ) from None
-
-
-def _release_device_memory(device: "torch.device") -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _stream_tokens(model: "nn.Module", ids: "torch.Tensor", sampling: SamplingConfig) -> Iterator["torch.Tensor"]:

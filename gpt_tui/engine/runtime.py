@@ -74,6 +74,17 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
+def release_device_memory() -> None:
+    """Collect dropped tensors and hand the GPU's cached blocks back, after an out-of-memory error."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def configure_for_training(device: "torch.device") -> None:  # noqa: F821
     """Fast defaults for the device: allocator on CPUs, TF32 for fp32 matmuls on NVIDIA GPUs."""
     import torch

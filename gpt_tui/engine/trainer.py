@@ -308,14 +308,12 @@ class Trainer:
 
     def _free_device_memory(self) -> None:
         """Drop gradients and optimizer state after an out-of-memory error, so the app can go on."""
-        import gc
+        from gpt_tui.engine.runtime import release_device_memory
 
         if self.model is not None:
             self.model.zero_grad(set_to_none=True)
         self.optimizer = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_device_memory()
 
     def _status(self, state: str) -> None:
         from gpt_tui.engine.runs import write_status
