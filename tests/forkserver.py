@@ -42,6 +42,8 @@ for line in sys.stdin:
             os.dup2(fd, 2)
             code = 1
             try:
+                if request.get("preload"):
+                    exec(request["preload"], {})
                 code = gpt_tui.cli.main(request["argv"])
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
@@ -86,8 +88,9 @@ class ForkServer:
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
 
-    def spawn(self, argv: list[str], log: Path) -> int:
-        return int(self._ask({"op": "spawn", "argv": argv, "log": str(log)}))
+    def spawn(self, argv: list[str], log: Path, preload: str | None = None) -> int:
+        """A child running ``gpt-tui <argv>``; ``preload`` is Python run in the child first (to hold it at a chosen point)."""
+        return int(self._ask({"op": "spawn", "argv": argv, "log": str(log), "preload": preload}))
 
     def wait(self, pid: int) -> int:
         return int(self._ask({"op": "wait", "pid": pid}))

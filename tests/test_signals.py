@@ -34,6 +34,28 @@ def _train_args(corpus: Path, init: Path, run_dir: Path, checkpoint_every: int =
     ]
 
 
+# For the "twice" run: a checkpoint from step STOP_AFTER on is written to its temporary file,
+# then the save waits there (up to a minute) before the rename. Both Ctrl+Cs therefore reach the
+# process inside a write, however busy the machine is; the second one must end it at once.
+HOLD_SAVES_MID_WRITE = f"""
+import re, time
+from gpt_tui.engine import checkpoint
+
+real_atomic_save = checkpoint._atomic_save
+
+def atomic_save_held_mid_write(path, write):
+    def write_then_wait(tmp):
+        write(tmp)
+        if int(re.search(r"step-(\\d+)", path.name).group(1)) >= {STOP_AFTER}:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    real_atomic_save(path, write_then_wait)
+
+checkpoint._atomic_save = atomic_save_held_mid_write
+"""
+
+
 def _steps_done(run_dir: Path) -> int:
     events, _ = read_metrics(run_dir)
     return max((e.step for e in events if isinstance(e, StepEvent)), default=0)
@@ -61,11 +83,15 @@ def test_signals_save_a_checkpoint_and_resume_matches_an_unbroken_run(corpus_and
     server = ForkServer(corpus)
     try:
         pids = {
-            name: server.spawn(["train", *_train_args(corpus, init, run_dir, 1 if name == "twice" else 0)], logs[name])
+            name: server.spawn(
+                ["train", *_train_args(corpus, init, run_dir, 1 if name == "twice" else 0)],
+                logs[name],
+                preload=HOLD_SAVES_MID_WRITE if name == "twice" else None,
+            )
             for name, run_dir in runs.items()
         }
         # Each run gets its signal as soon as it has trained a few steps, all watched at once.
-        # "twice" is Ctrl+C twice (it checkpoints every step, so often inside a write): out at once.
+        # "twice" is Ctrl+C twice, both inside a checkpoint write (HOLD_SAVES_MID_WRITE): out at once.
         pending = {"SIGINT", "SIGTERM", "SIGHUP", "twice"}
         deadline = time.monotonic() + 120
         while pending:
