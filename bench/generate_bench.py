@@ -150,7 +150,8 @@ def worker(kind: str, new_tokens: int, repeats: int) -> None:
                                   streamer=Stamps())
             return out[0, prompt.shape[1]:].tolist()
     else:
-        from gpt_tui.engine.generation import SamplingConfig, prepare_for_inference, stream_generate
+        from gpt_tui.engine.generation import SamplingConfig, stream_generate
+        from gpt_tui.engine.precision import prepare_for_inference
 
         fast = prepare_for_inference(model, kind.split(":")[1])
 

@@ -128,7 +128,8 @@ def worker_reference(device: str, preset: str, batch: int, context: int, steps: 
 def worker_generate(device: str, preset: str, precision: str, new_tokens: int) -> None:
     import torch
 
-    from gpt_tui.engine.generation import SamplingConfig, prepare_for_inference, stream_generate
+    from gpt_tui.engine.generation import SamplingConfig, stream_generate
+    from gpt_tui.engine.precision import prepare_for_inference
     from gpt_tui.engine.model import GPTModel
     from gpt_tui.engine.tokenizer import text_to_token_ids
 

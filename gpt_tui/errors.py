@@ -6,6 +6,16 @@ in a dialog. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """A problem with the user's input, files or machine, with a message that says what to do."""
+
+
+class AlreadyExistsError(UserError):
+    """Refused because it would replace ``path``: the app asks and tries again, the CLI wants --force."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import platformdirs
 
+from gpt_tui.errors import UserError
+
 APP_NAME = "gpt-tui"
 
 
@@ -20,7 +22,12 @@ def _dir(env: str, default: str) -> Path:
 
 
 def expand_user(path: str | os.PathLike[str]) -> Path:
-    """``~`` and ``~user`` expanded; a ``~user`` that does not exist stays as typed (so "not found" names it)."""
+    """``~`` and ``~user`` expanded; a ``~user`` that does not exist stays as typed (so "not found" names it).
+
+    A NUL character can name no file on any platform; it is refused here, once, as a UserError.
+    """
+    if "\0" in os.fspath(path):
+        raise UserError(f"The path {os.fspath(path)!r} contains a NUL character; no file can have that name.")
     try:
         return Path(path).expanduser()
     except RuntimeError:  # pathlib: "Could not determine home directory."

@@ -18,6 +18,12 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def anyio_backend():
+    """The async pilot tests (``@pytest.mark.anyio``) run on asyncio, Textual's event loop."""
+    return "asyncio"
+
+
+@pytest.fixture
 def fast_tui_settings(isolated_user_dirs):
     """A settings.toml that makes the app's training and replies quick and repeatable in tests."""
     from dataclasses import replace

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -13,22 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pilot import screen_text, wait_until
+from pilot import new_app, screen_text, wait_until
 from gpt_tui.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gpt_tui.engine.events import EvalEvent, StepEvent, event_to_record
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.runs import read_status, write_status
 from gpt_tui.engine.trainer import Trainer, TrainConfig
 from gpt_tui.errors import UserError
-from gpt_tui.tui.app import GptTuiApp, run_app
-from gpt_tui.tui.attach import (
-    CombinedHistory,
-    RunAttachment,
-    attach_to,
-    attached_app,
-    compare_with,
-    install_hangup_handler,
-)
+from gpt_tui.tui.attach import CombinedHistory, RunAttachment, attach_to, compare_with
+from gpt_tui.tui.launch import attached_app, install_hangup_handler, run_app
 from textgen import sample_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,28 +64,27 @@ def _step_line(step: int, loss: float) -> str:
     return json.dumps(event_to_record(event)) + "\n"
 
 
-def test_attach_shows_a_finished_runs_chart_and_talks_to_its_checkpoint(finished_runs):
+@pytest.mark.anyio
+async def test_attach_shows_a_finished_runs_chart_and_talks_to_its_checkpoint(finished_runs):
     first, _ = finished_runs
 
-    async def scenario() -> None:
-        app = GptTuiApp(stable=True, warm_up=False)
-        async with app.run_test(size=(110, 34)) as pilot:
-            drawn = app.chart.redraws
-            attach_to(app, first)
-            await wait_until(pilot, lambda: app.progress.state == "finished", what="the run's state")
-            assert app.progress.step == app.progress.total_steps == 6
-            assert app.history.train.xs[-1] == 6 and app.history.val.xs == [0, 2, 4, 6]
-            await wait_until(pilot, lambda: app.chart.redraws > drawn, what="a chart redraw")
-            await wait_until(pilot, lambda: app.model_source.kind == "loaded", what="the REPL on the run's checkpoint")
-            assert "step-00000006" in app.model_source.describe()
-            assert app.trainer is None and app.resume_from is None  # finished: nothing to control or resume
-            text = screen_text(app)
-            assert "finished" in text and "6/6" in text
-
-    asyncio.run(scenario())
+    app = new_app()
+    async with app.run_test(size=(110, 34)) as pilot:
+        drawn = app.chart.redraws
+        attach_to(app, first)
+        await wait_until(pilot, lambda: app.progress.state == "finished", what="the run's state")
+        assert app.progress.step == app.progress.total_steps == 6
+        assert app.history.train.xs[-1] == 6 and app.history.val.xs == [0, 2, 4, 6]
+        await wait_until(pilot, lambda: app.chart.redraws > drawn, what="a chart redraw")
+        await wait_until(pilot, lambda: app.model_source.kind == "loaded", what="the REPL on the run's checkpoint")
+        assert "step-00000006" in app.model_source.describe()
+        assert app.trainer is None and app.resume_from is None  # finished: nothing to control or resume
+        text = screen_text(app)
+        assert "finished" in text and "6/6" in text
 
 
-def test_attach_follows_a_live_run_and_relays_stop_checkpoint_and_pause(tmp_path):
+@pytest.mark.anyio
+async def test_attach_follows_a_live_run_and_relays_stop_checkpoint_and_pause(tmp_path):
     run_dir = tmp_path / "live"
     run_dir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -102,8 +93,8 @@ def test_attach_follows_a_live_run_and_relays_stop_checkpoint_and_pause(tmp_path
     write_status(run_dir, "running", pid=holder.pid, step=2, total_steps=100)
     (run_dir / "metrics.jsonl").write_text(_step_line(1, 9.0) + _step_line(2, 8.5))
 
-    async def scenario() -> None:
-        app = GptTuiApp(stable=True, warm_up=False)
+    try:
+        app = new_app()
         async with app.run_test(size=(110, 34)) as pilot:
             attachment = attach_to(app, run_dir)
             await wait_until(pilot, lambda: app.progress.state == "running", what="a live run")
@@ -137,15 +128,13 @@ def test_attach_follows_a_live_run_and_relays_stop_checkpoint_and_pause(tmp_path
                 request.unlink()
             await pilot.press("ctrl+q")
         assert not any(control.iterdir()), "quitting the app sends the run nothing"
-
-    try:
-        asyncio.run(scenario())
     finally:
         if holder.poll() is None:
             holder.kill()
 
 
-def test_quitting_while_attached_leaves_the_run_training(tmp_path):
+@pytest.mark.anyio
+async def test_quitting_while_attached_leaves_the_run_training(tmp_path):
     run_dir = tmp_path / "background"
     run_dir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -155,21 +144,19 @@ def test_quitting_while_attached_leaves_the_run_training(tmp_path):
         write_status(run_dir, "running", pid=holder.pid, step=1, total_steps=10)
         (run_dir / "metrics.jsonl").write_text(_step_line(1, 9.0))
 
-        async def scenario() -> None:
-            app = GptTuiApp(stable=True, warm_up=False)
-            async with app.run_test(size=(100, 30)) as pilot:
-                attach_to(app, run_dir)
-                await wait_until(pilot, lambda: app.progress.state == "running", what="a live run")
-                await pilot.press("ctrl+q")  # no question: the run is not this app's to stop
-
-        asyncio.run(scenario())
+        app = new_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            attach_to(app, run_dir)
+            await wait_until(pilot, lambda: app.progress.state == "running", what="a live run")
+            await pilot.press("ctrl+q")  # no question: the run is not this app's to stop
         assert not (run_dir / "control").exists()
         assert holder.poll() is None
     finally:
         holder.kill()
 
 
-def test_a_stale_run_says_so_and_offers_to_resume(finished_runs, tmp_path):
+@pytest.mark.anyio
+async def test_a_stale_run_says_so_and_offers_to_resume(finished_runs, tmp_path):
     import shutil
 
     first, _ = finished_runs
@@ -177,47 +164,40 @@ def test_a_stale_run_says_so_and_offers_to_resume(finished_runs, tmp_path):
     shutil.copytree(first, stale)
     write_status(stale, "running", pid=2**22 + 12345, step=6)  # a process that is long gone
 
-    async def scenario() -> None:
-        app = GptTuiApp(stable=True, warm_up=False)
-        async with app.run_test(size=(100, 30)) as pilot:
-            attach_to(app, stale)
-            await wait_until(pilot, lambda: app.resume_from == str(stale), what="the offer to resume")
-            assert app.progress.state == "stopped"
-            assert any("stale" in n.message for n in app._notifications)
-
-    asyncio.run(scenario())
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        attach_to(app, stale)
+        await wait_until(pilot, lambda: app.resume_from == str(stale), what="the offer to resume")
+        assert app.progress.state == "stopped"
+        assert any("stale" in n.message for n in app._notifications)
 
 
-def test_two_runs_overlaid_on_one_chart(finished_runs):
+@pytest.mark.anyio
+async def test_two_runs_overlaid_on_one_chart(finished_runs):
     first, second = finished_runs
 
-    async def scenario() -> None:
-        app = GptTuiApp(stable=True, warm_up=False)
-        async with app.run_test(size=(110, 34)) as pilot:
-            attach_to(app, first)
-            compare_with(app, second)
-            await wait_until(pilot, lambda: isinstance(app.chart.history, CombinedHistory) and app.chart.history.others[0][1].points > 0,
-                             what="the second run's curves")
-            await wait_until(pilot, lambda: "second train" in screen_text(app), what="the legend to name the compared run")
-            labels = [s.label for s in app.chart.history.series("loss", 200)]
-            assert labels == ["train", "val", "second train", "second val"]
-            mine, theirs = app.chart.history.series("loss", 200)[0], app.chart.history.series("loss", 200)[2]
-            assert mine.xs == theirs.xs and mine.ys != theirs.ys  # same steps, different learning rates
-
-    asyncio.run(scenario())
+    app = new_app()
+    async with app.run_test(size=(110, 34)) as pilot:
+        attach_to(app, first)
+        compare_with(app, second)
+        await wait_until(pilot, lambda: isinstance(app.chart.history, CombinedHistory) and app.chart.history.others[0][1].points > 0,
+                         what="the second run's curves")
+        await wait_until(pilot, lambda: "second train" in screen_text(app), what="the legend to name the compared run")
+        labels = [s.label for s in app.chart.history.series("loss", 200)]
+        assert labels == ["train", "val", "second train", "second val"]
+        mine, theirs = app.chart.history.series("loss", 200)[0], app.chart.history.series("loss", 200)[2]
+        assert mine.xs == theirs.xs and mine.ys != theirs.ys  # same steps, different learning rates
 
 
-def test_the_attach_command_opens_the_app_on_a_run_with_another_overlaid(finished_runs):
+@pytest.mark.anyio
+async def test_the_attach_command_opens_the_app_on_a_run_with_another_overlaid(finished_runs):
     first, second = finished_runs
 
-    async def scenario() -> None:
-        app = attached_app(first, second, stable=True, warm_up=False)
-        async with app.run_test(size=(110, 34)) as pilot:
-            await wait_until(pilot, lambda: app.progress.state == "finished" and app.query(RunAttachment), what="the run")
-            await wait_until(pilot, lambda: "second val" in screen_text(app), what="the compared run's curves")
-            assert app.progress.run_dir == str(first)
-
-    asyncio.run(scenario())
+    app = attached_app(first, second, stable=True, warm_up=False)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await wait_until(pilot, lambda: app.progress.state == "finished" and app.query(RunAttachment), what="the run")
+        await wait_until(pilot, lambda: "second val" in screen_text(app), what="the compared run's curves")
+        assert app.progress.run_dir == str(first)
 
 
 def test_attach_to_a_missing_run_is_a_clear_error(tmp_path):
@@ -228,8 +208,9 @@ def test_attach_to_a_missing_run_is_a_clear_error(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.anyio
 @pytest.mark.slow
-def test_train_in_the_background_from_the_app(fast_tui_settings, monkeypatch):
+async def test_train_in_the_background_from_the_app(fast_tui_settings, monkeypatch):
     """The palette's "Train: in the background": a detached process, shown live, finishes on its own."""
     from dataclasses import replace
 
@@ -239,27 +220,25 @@ def test_train_in_the_background_from_the_app(fast_tui_settings, monkeypatch):
     save_settings(settings)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the background process: one thread is plenty for this model
 
-    async def scenario() -> None:
-        app = GptTuiApp(stable=True, warm_up=False)
-        async with app.run_test(size=(110, 34)) as pilot:
-            app.action_train_background()
-            await wait_until(pilot, lambda: bool(app.query(RunAttachment)), what="the background run")
-            attachment = app.query_one(RunAttachment)
-            await wait_until(pilot, lambda: app.progress.state == "finished", timeout=180, what="the run to finish")
-            assert app.progress.step == 12 and app.history.train.xs[-1] == 12
-            assert (attachment.run_dir / "train.log").exists()
-            assert attachment.run_dir.parent.name == "runs"
-            await pilot.press("ctrl+q")
-
-    asyncio.run(scenario())
+    app = new_app()
+    async with app.run_test(size=(110, 34)) as pilot:
+        app.action_train_background()
+        await wait_until(pilot, lambda: bool(app.query(RunAttachment)), what="the background run")
+        attachment = app.query_one(RunAttachment)
+        await wait_until(pilot, lambda: app.progress.state == "finished", timeout=180, what="the run to finish")
+        assert app.progress.step == 12 and app.history.train.xs[-1] == 12
+        assert (attachment.run_dir / "train.log").exists()
+        assert attachment.run_dir.parent.name == "runs"
+        await pilot.press("ctrl+q")
 
 
-def test_hangup_stops_and_saves_a_run_training_in_the_app(fast_tui_settings):
+@pytest.mark.anyio
+async def test_hangup_stops_and_saves_a_run_training_in_the_app(fast_tui_settings):
     """SIGTERM (and SIGHUP, when an SSH connection drops) saves the app's run before the app goes."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM)}
 
-    async def scenario() -> None:
-        app = GptTuiApp(stable=True, warm_up=False)
+    try:
+        app = new_app()
         async with app.run_test(size=(100, 30)) as pilot:
             handler = install_hangup_handler(app)
             assert signal.getsignal(signal.SIGTERM) is handler and signal.getsignal(signal.SIGHUP) is handler
@@ -268,19 +247,18 @@ def test_hangup_stops_and_saves_a_run_training_in_the_app(fast_tui_settings):
             run_dir = Path(app.progress.run_dir)
             handler(signal.SIGTERM, None)  # what the signal runs, on this (the app's) thread
             assert read_status(run_dir)["state"] == "stopped"
+            assert read_status(run_dir)["reason"] == "terminated (SIGTERM)"  # why, for `gpt-tui runs`
             saved = load_checkpoint(latest_checkpoint(run_dir)).train_state["step"]
             assert 2 <= saved < 400
             await pilot.pause()
         assert app.return_code == 128 + signal.SIGTERM
-
-    try:
-        asyncio.run(scenario())
     finally:
         for sig, previous_handler in previous.items():
             signal.signal(sig, previous_handler)
 
 
-def test_app_opened_on_a_stopped_run_shows_it_talks_to_it_and_start_continues_it(tmp_path, fast_tui_settings):
+@pytest.mark.anyio
+async def test_app_opened_on_a_stopped_run_shows_it_talks_to_it_and_start_continues_it(tmp_path, fast_tui_settings):
     """``gpt-tui app --run-dir``: the run's curves, its newest checkpoint in the REPL, F5 resumes it to the end."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(sample_text(1500, seed=5), encoding="utf-8")
@@ -300,22 +278,19 @@ def test_app_opened_on_a_stopped_run_shows_it_talks_to_it_and_start_continues_it
     assert read_status(run_dir)["state"] == "stopped"
     assert latest_checkpoint(run_dir).stem.endswith("4")
 
-    async def scenario() -> None:
-        app = GptTuiApp(run_dir=str(run_dir), stable=True, warm_up=False)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await wait_until(pilot, lambda: app.model_source.describe() != "untrained tiny", what="the run's checkpoint to load")
-            assert app.progress.step == 4 and app.progress.state == "stopped"
-            assert app.history.train.xs[-1] == 4 and app.history.val.xs == [0, 2, 4]
-            assert "step-00000004" in app.model_source.describe()
-            app.repl.input.value = "Every effort moves"
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: app.repl.last_reply is not None, what="a reply from the run's weights")
-            assert "step-00000004" in app.repl.last_reply.footer
-            await pilot.press("f5")
-            await wait_until(pilot, lambda: app.progress.state == "finished", what="the resumed run to finish")
-            assert app.progress.step == 8 and app.progress.run_dir == str(run_dir)
-
-    asyncio.run(scenario())
+    app = new_app(run_dir=str(run_dir))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.model_source.describe() != "untrained tiny", what="the run's checkpoint to load")
+        assert app.progress.step == 4 and app.progress.state == "stopped"
+        assert app.history.train.xs[-1] == 4 and app.history.val.xs == [0, 2, 4]
+        assert "step-00000004" in app.model_source.describe()
+        app.repl.input.value = "Every effort moves"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.repl.last_reply is not None, what="a reply from the run's weights")
+        assert "step-00000004" in app.repl.last_reply.footer
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: app.progress.state == "finished", what="the resumed run to finish")
+        assert app.progress.step == 8 and app.progress.run_dir == str(run_dir)
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
              if json.loads(line).get("type") == "step"]
     assert steps == list(range(1, 9))  # one run, continued in place, no step twice

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt_tui.engine import corpus, data
+from gpt_tui.engine import corpus, corpus_encoding, data
 from gpt_tui.engine.data import BatchLoader, TokenWindows, make_loaders, tokenize_corpus
 from gpt_tui.engine.tokenizer import EOT_ID, decode, encode
 from gpt_tui.errors import UserError
@@ -40,13 +40,13 @@ def user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def count_encodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every chunk the tokenizer is asked to encode."""
     calls: list[str] = []
-    real = data._encode_chunk
+    real = corpus_encoding._encode_chunk
 
     def counting(text: str) -> np.ndarray:
         calls.append(text)
         return real(text)
 
-    monkeypatch.setattr(data, "_encode_chunk", counting)
+    monkeypatch.setattr(corpus_encoding, "_encode_chunk", counting)
     return calls
 
 
@@ -396,7 +396,7 @@ def test_interrupted_tokenization_leaves_no_cache_entry(
     def crash(text: str) -> np.ndarray:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "_encode_chunk", crash)
+    monkeypatch.setattr(corpus_encoding, "_encode_chunk", crash)
     with pytest.raises(KeyboardInterrupt):
         tokenize_corpus(str(file), chunk_bytes=32)
     assert cache_files(user_dirs) == []
@@ -446,7 +446,7 @@ def test_chunk_cuts_never_change_tokens(atoms: list[str], chunk_bytes: int) -> N
 def test_text_without_whitespace_is_still_cut_at_character_boundaries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(data, "_MIN_FORCED_CUT", 64)
+    monkeypatch.setattr(corpus_encoding, "_MIN_FORCED_CUT", 64)
     text = "é1中2😀-" * 200  # no whitespace anywhere: only forced cuts are possible
     raw = text.encode()
     chunks = list(data.iter_text_chunks(io.BytesIO(raw), chunk_bytes=8))

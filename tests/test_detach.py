@@ -19,6 +19,7 @@ from gpt_tui.cli import main
 from gpt_tui.engine import runlock
 from gpt_tui.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from gpt_tui.engine.detach import detached_pid
+from gpt_tui.engine.process_identity import start_time
 from gpt_tui.engine.events import CheckpointEvent, EvalEvent, StepEvent
 from gpt_tui.engine.runs import RunFollower, read_metrics, read_run, read_status, request_control
 from gpt_tui.engine.trainer import Trainer, TrainConfig
@@ -65,6 +66,7 @@ def test_detached_run_outlives_its_launcher_and_finishes(corpus_and_init, tmp_pa
     pid = detached_pid(run_dir)
     assert pid and pid != launched.pid  # the trainer, not the launcher, which has exited
     assert read_status(run_dir)["pid"] == pid
+    assert read_status(run_dir)["pid_start"] == start_time(pid)  # what tells it from a later process with its pid
     assert read_run(run_dir).status == "running"  # the launcher returns once the run trains
     # its own session: a hang-up of this terminal's session never reaches it; no terminal input
     assert os.getsid(pid) == pid != os.getsid(0)
@@ -114,6 +116,7 @@ def test_detached_run_saves_on_request_then_stops(corpus_and_init, tmp_path, cap
             os.kill(pid, 9)
     info = read_run(run_dir)
     assert info.status == "stopped" and 0 < info.step < 100_000
+    assert "gpt-tui stop" in read_status(run_dir).get("reason", "")  # why it stopped, for `runs` and the app
     assert load_checkpoint(latest_checkpoint(run_dir)).train_state["step"] == info.step
     assert main(["stop", str(run_dir)]) == 2
     assert "is not running (its status is stopped)" in capsys.readouterr().err

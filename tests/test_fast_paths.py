@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from gpt_tui.engine.data import BatchLoader, Prefetcher, TokenWindows
-from gpt_tui.engine.generation import SamplingConfig, generate, generate_uncached, prepare_for_inference
-from gpt_tui.engine.loss import calc_loss_batch, linear_cross_entropy
+from gpt_tui.engine.generation import SamplingConfig, generate, generate_uncached
+from gpt_tui.engine.fused_loss import linear_cross_entropy
+from gpt_tui.engine.loss import calc_loss_batch
 from gpt_tui.engine.model import GPTConfig, GPTModel
+from gpt_tui.engine.precision import prepare_for_inference
 from gpt_tui.errors import UserError
 
 
@@ -74,7 +76,7 @@ def test_linear_cross_entropy_under_bf16_autocast_matches_the_autocast_head():
 
 def test_linear_cross_entropy_spans_many_slices():
     """More rows than one slice holds, so the slicing loop is exercised end to end."""
-    from gpt_tui.engine import loss as loss_module
+    from gpt_tui.engine import fused_loss as loss_module
 
     torch.manual_seed(3)
     rows = loss_module.CPU_SLICE_ELEMENTS // 500 * 3 + 7
@@ -169,7 +171,7 @@ def test_bf16_inference_copy_leaves_the_model_alone_and_stays_close():
 
 
 def test_single_row_bf16_projection_matches_the_matmul_kernel():
-    from gpt_tui.engine.model import _linear
+    from gpt_tui.engine.kernels import linear as _linear
 
     torch.manual_seed(10)
     layer = torch.nn.Linear(96, 200).to(torch.bfloat16)
@@ -241,7 +243,7 @@ def test_malloc_tuning_is_idempotent():
 
 
 def test_cpu_dropout_keeps_the_right_share_and_is_reproducible():
-    from gpt_tui.engine.model import _dropout
+    from gpt_tui.engine.kernels import dropout as _dropout
 
     x = torch.ones(400, 1000)
     torch.manual_seed(0)
@@ -263,11 +265,11 @@ def test_cpu_dropout_keeps_the_right_share_and_is_reproducible():
 
 
 def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped(monkeypatch):
-    from gpt_tui.engine import model as model_module
+    from gpt_tui.engine import kernels
 
     torch.manual_seed(12)
     q, k, v = (torch.randn(2, 3, 9, 8) for _ in range(3))
-    monkeypatch.setattr(model_module, "_dropout", lambda x, p: x)
-    got = model_module._causal_attention_with_dropout(q, k, v, 0.1)
+    monkeypatch.setattr(kernels, "dropout", lambda x, p: x)
+    got = kernels.causal_attention_with_dropout(q, k, v, 0.1)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

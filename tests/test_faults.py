@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt_tui.engine.checkpoint import list_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
-from gpt_tui.engine.model import GPTConfig, GPTModel
+from gpt_tui.engine.checkpoint import CHECKPOINTS_SUBDIR, list_checkpoints, latest_checkpoint, load_checkpoint
 from gpt_tui.engine.runs import read_metrics, read_run
 from forkserver import ForkServer
-from textgen import sample_text
 
 KILLS = 24
 MAX_STEPS = 20
@@ -37,7 +35,7 @@ def _wait_for(predicate, timeout: float = 60.0, poll: float = 0.002) -> bool:
 
 
 def _temp_files(run_dir: Path) -> set[str]:
-    folder = run_dir / "checkpoints"
+    folder = run_dir / CHECKPOINTS_SUBDIR
     try:
         return {name for name in os.listdir(folder) if name.endswith(".tmp")}
     except FileNotFoundError:
@@ -76,15 +74,10 @@ def _step_losses(run_dir: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_loses_nothing(tmp_path):
+def test_sigkill_at_random_moments_then_resume_loses_nothing(tmp_path, corpus_and_init):
     rng = random.Random(20261126)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(sample_text(1500, seed=3), encoding="utf-8")
     # A model small enough that a step is cheap, so checkpoint writes (every step) are much of the time.
-    torch.manual_seed(0)
-    small = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_layers=1, n_heads=2, drop_rate=0.0, tie_weights=True))
-    init = tmp_path / "init.safetensors"
-    save_checkpoint(init, small)
+    corpus, init = corpus_and_init
     common = [
         "--data", str(corpus), "--context-length", "16", "--batch-size", "2", "--max-steps", str(MAX_STEPS),
         "--eval-freq", "5", "--eval-iter", "1", "--sample-tokens", "0", "--device", "cpu", "--precision", "fp32", "--quiet",

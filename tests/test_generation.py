@@ -384,7 +384,7 @@ def test_one_beam_is_greedy() -> None:
     prompt = prompts(3)
     greedy = generate(model, prompt, SamplingConfig(max_new_tokens=30))
     assert torch.equal(beam_search(model, prompt, num_beams=1, max_new_tokens=30), greedy)
-    from gpt_tui.engine.generation import _beam_search
+    from gpt_tui.engine.beams import best_beams as _beam_search
 
     assert torch.equal(_beam_search(model, prompt, 1, 30, 1.0, None), greedy)
 

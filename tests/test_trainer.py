@@ -167,32 +167,47 @@ def test_resume_refuses_weights_only(corpus, tmp_path):
         resume_config(str(path))
 
 
-def test_stop_and_pause_from_another_thread(corpus, tmp_path):
+def test_stop_and_pause_from_another_thread(corpus, tmp_path, monkeypatch):
+    from gpt_tui.engine.run_control import RunControl
+
     config = small_config(corpus, tmp_path, max_steps=10_000, eval_freq=1000)
     steps: list[int] = []
-    first_step = threading.Event()
+    stepped_while_held: list[int] = []
+    first_step, held, resumed = threading.Event(), threading.Event(), threading.Event()
+    hold = RunControl.wait_while_paused
+
+    def wait_while_paused(control: RunControl) -> None:
+        if control.paused:
+            held.set()  # the loop has reached its hold between steps
+        hold(control)
+
+    monkeypatch.setattr(RunControl, "wait_while_paused", wait_while_paused)
 
     def on_event(event):
         if isinstance(event, ev.StepEvent):
             steps.append(event.step)
             first_step.set()
+            if held.is_set():
+                if trainer.paused:
+                    stepped_while_held.append(event.step)
+                else:
+                    resumed.set()
 
     trainer = Trainer(config, on_event)
     thread = threading.Thread(target=trainer.run)
     thread.start()
     assert first_step.wait(60)
+    asked_at = len(steps)
     trainer.pause()
-    import time
-
-    time.sleep(0.3)
-    paused_at = len(steps)
-    time.sleep(0.5)
-    assert len(steps) <= paused_at + 1  # at most the step in flight finishes
+    assert held.wait(60), "the run never held"
+    assert len(steps) <= asked_at + 1  # at most the step in flight finished
+    assert trainer.paused and not stepped_while_held
     trainer.unpause()
-    time.sleep(0.5)
+    assert resumed.wait(60), "the run did not go on after unpause"
     trainer.request_stop()
     thread.join(60)
     assert not thread.is_alive()
+    assert not stepped_while_held
     assert len(steps) < 10_000
     assert latest_checkpoint(tmp_path / "run").name.endswith(f"{steps[-1]:08d}.safetensors")
 
@@ -220,4 +235,9 @@ def test_bad_config_values_are_refused():
     ]:
         with pytest.raises(UserError, match=pattern):
             TrainConfig(**changes).validate()
-    assert math.isfinite(TrainConfig().lr)
+    TrainConfig().validate()  # the defaults themselves are a valid configuration
+    for lr in (1e-9, 3e-4, 5.0):  # any lr > 0
+        TrainConfig(lr=lr).validate()
+    for lr in (0.0, math.nan):
+        with pytest.raises(UserError, match="lr must be greater than 0"):
+            TrainConfig(lr=lr).validate()

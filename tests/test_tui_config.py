@@ -9,7 +9,7 @@ import pytest
 from gpt_tui import paths
 from gpt_tui.engine.events import CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, StartEvent, StepEvent
 from gpt_tui.errors import UserError
-from gpt_tui.tui.chart_data import LossHistory, downsample, perplexity, step_ticks
+from gpt_tui.tui.chart_data import LossHistory, downsample, step_ticks
 from gpt_tui.tui.config import (
     MODEL_PRESETS,
     SamplingSettings,
@@ -81,7 +81,7 @@ def test_parse_value_accepts(section, name, text, expected):
         ("training", "context_length", "4096", "<= 1024"),
         ("training", "model", "gpt5", "one of tiny"),
         ("training", "data", "/no/such/file.txt", "does not exist"),
-        ("training", "device", "tpu", "not one of"),
+        ("training", "device", "tpu", "Unknown device .tpu.; use auto"),
         ("sampling", "temperature", "-1", ">= 0"),
         ("sampling", "top_p", "1.5", "<= 1"),
     ],
@@ -270,7 +270,9 @@ def test_history_series_per_mode():
     assert ppl.ys[-1] == pytest.approx(math.exp(5.0))
     (lr,) = history.series("lr", 100)
     assert lr.ys == pytest.approx([1e-3, 2e-3, 3e-3, 4e-3, 5e-3])
-    assert perplexity(1000.0) == pytest.approx(math.exp(20.0))
+    diverged = LossHistory()
+    diverged.add(StepEvent(1, 1, 8, 1000.0, 1e-3, 1.0, 100.0, 0.1, 5))
+    assert diverged.series("perplexity", 100)[0].ys == pytest.approx([math.exp(20.0)])  # clipped, still drawable
 
 
 # ----- progress -----
@@ -329,7 +331,7 @@ def test_delete_refuses_files_outside_the_data_dir(tmp_path):
 def test_replies_decode_on_one_thread_for_small_models_or_while_training():
     import torch
 
-    from gpt_tui.tui.model_source import reply_threads
+    from gpt_tui.engine.inference_session import reply_threads
 
     small = torch.nn.Linear(10, 10)
     large = torch.nn.Embedding(60_000, 1000)  # 60M parameters, never run

@@ -14,24 +14,19 @@ from typing import Any
 
 import pytest
 
-from pilot import wait_until
-from gpt_tui.tui.app import GptTuiApp
+from pilot import new_app, wait_until
 from gpt_tui.tui.themes import load_themes, shipped_theme_dir
 
 SHIPPED_THEMES = sorted(load_themes(shipped=shipped_theme_dir(), user=shipped_theme_dir() / "no-user-themes").themes)
 RECORDED_STEPS = 60
 
 
-def make_app() -> GptTuiApp:
-    return GptTuiApp(stable=True, warm_up=False)
-
-
 def test_start_screen_80x24(snap_compare, fast_tui_settings):
-    assert snap_compare(make_app(), terminal_size=(80, 24))
+    assert snap_compare(new_app(), terminal_size=(80, 24))
 
 
 def test_start_screen_160x48(snap_compare, fast_tui_settings):
-    assert snap_compare(make_app(), terminal_size=(160, 48))
+    assert snap_compare(new_app(), terminal_size=(160, 48))
 
 
 def recorded_run(steps: int) -> list[Any]:
@@ -59,7 +54,7 @@ def test_training_in_progress_with_chart(snap_compare, fast_tui_settings):
     The events are recorded rather than computed by the engine, so the screenshot does not
     change with the engine's numerics or the CPU's; tests/test_tui_app.py drives real training.
     """
-    app = make_app()
+    app = new_app()
 
     async def run_before(pilot: Any) -> None:
         await pilot.pause()  # laid out first, so the chart knows its width
@@ -68,7 +63,7 @@ def test_training_in_progress_with_chart(snap_compare, fast_tui_settings):
             app.buffer.push(event)
         app.drain_events()
         app.chart.redraw_if_changed(force=True)
-        await pilot.pause(0.1)
+        await pilot.pause()  # the redraw's refresh is handled
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
 
@@ -88,30 +83,31 @@ def test_repl_after_a_reply(snap_compare, fast_tui_settings, monkeypatch):
             yield piece
 
     monkeypatch.setattr(generation, "stream_text", recorded_stream)
-    app = make_app()
+    app = new_app()
 
     async def run_before(pilot: Any) -> None:
         app.repl.input.value = "Every effort moves you"
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.repl.last_reply is not None)
-        await pilot.pause(0.1)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
 def test_settings_panel(snap_compare, fast_tui_settings):
-    assert snap_compare(make_app(), terminal_size=(100, 36), press=["f2"])
+    assert snap_compare(new_app(), terminal_size=(100, 36), press=["f2"])
 
 
 @pytest.mark.parametrize("theme", SHIPPED_THEMES)
 def test_each_shipped_theme(snap_compare, fast_tui_settings, theme):
-    app = make_app()
+    app = new_app()
 
     async def run_before(pilot: Any) -> None:
         app.theme = theme
         app.repl.input.value = "/help"
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 

@@ -18,9 +18,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from gpt_tui.engine.crc32c import crc32c, unmask_crc
 from gpt_tui.engine.generation import SamplingConfig, generate
 from gpt_tui.engine.model import GPTConfig, GPTModel
-from gpt_tui.engine.tf_checkpoint import TFCheckpoint, crc32c, unmask_crc
+from gpt_tui.engine.tf_checkpoint import TFCheckpoint
 from gpt_tui.engine.weights import export_hf, import_weights, load_model
 from gpt_tui.errors import UserError
 
@@ -451,7 +452,7 @@ def test_tf_checkpoint_through_cli_generate_and_eval(tmp_path: Path, capsys: pyt
 
 
 def test_crc32c_known_answer_and_vectorised_path() -> None:
-    from gpt_tui.engine.tf_checkpoint import _crc_update_py
+    from gpt_tui.engine.crc32c import _crc_update_py
 
     assert crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
     assert crc32c(b"") == 0

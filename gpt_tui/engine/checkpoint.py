@@ -16,10 +16,10 @@ position in the epoch, tokens seen, training config, ...).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
-import tempfile
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +27,15 @@ from typing import Any
 
 import torch
 
-from gpt_tui.engine.model import GPTConfig, GPTModel
+from gpt_tui import fileio
+from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, SUFFIX, checkpoint_name  # noqa: F401  (re-exported)
+from gpt_tui.engine.checkpoint_names import STEP_NAME as _STEP_NAME
+from gpt_tui.engine.model import GPTConfig, GPTModel, tie_head
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
 
 FORMAT = "gpt-tui-checkpoint"
 FORMAT_VERSION = 1
-SUFFIX = ".safetensors"
-CHECKPOINTS_SUBDIR = "checkpoints"
-_STEP_NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 
 @dataclass
@@ -48,10 +48,6 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = None  # names -> tensors, plus "param_groups"
     rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:08d}{SUFFIX}"
 
 
 def _param_names(model: torch.nn.Module) -> dict[int, str]:
@@ -130,33 +126,18 @@ def save_checkpoint(
 
 
 def _atomic_save(path: Path, write: Any) -> None:
+    """``write(tmp)`` into a temporary file created exclusively next to ``path``, then rename it over ``path``."""
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise UserError(f"Cannot write a checkpoint in {directory}: {exc.strerror or exc}. Free space or pick another directory.") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"Could not save checkpoint {path}: {exc.strerror or exc}. The previous checkpoint is unchanged.") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        fileio.atomic_write_to_path(path, write)
+    except UserError:
         raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        raise UserError(f"Could not save checkpoint {path}: {exc.strerror or exc}. The previous checkpoint is unchanged.") from None
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -238,8 +219,7 @@ def build_model(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> G
         model.load_state_dict(checkpoint.model_state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"Checkpoint {checkpoint.path} does not match its own config: {exc}".splitlines()[0]) from None
-    if checkpoint.config.tie_weights:
-        model.head.weight = model.tok_emb.weight
+    tie_head(model)
     return model.eval()
 
 
@@ -260,6 +240,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, model: GPTModel, checkpo
     for key, tensor in tensors.items():
         name, _, slot = key.rpartition(".")
         by_param.setdefault(name, {})[slot] = tensor
+    fresh = not by_param and checkpoint.train_state.get("step", 0) == 0  # saved before the first step: no moments yet
     state: dict[int, dict[str, Any]] = {}
     groups = []
     index = 0
@@ -268,13 +249,38 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, model: GPTModel, checkpo
         if current != saved["param_names"]:
             raise UserError(f"Checkpoint {checkpoint.path} was saved for a different model layout; its optimizer state cannot be used.")
         ids = []
-        for name in current:
-            if name in by_param:
-                state[index] = by_param[name]
+        for name, param in zip(current, group["params"]):
+            if not fresh:
+                state[index] = _checked_moments(checkpoint, name, param, by_param.get(name, {}))
             ids.append(index)
             index += 1
         groups.append({**{k: v for k, v in saved.items() if k != "param_names"}, "params": ids})
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _checked_moments(checkpoint: Checkpoint, name: str, param: torch.Tensor, saved: dict[str, torch.Tensor]) -> dict:
+    """One parameter's AdamW state, refused when a tensor is missing, misshapen or not finite.
+
+    Loaded as it is, a missing moment restarts silently (the run is no longer
+    exact) and a wrong one surfaces steps later as NaN weights, far from the cause.
+    """
+    for slot in ("exp_avg", "exp_avg_sq", "step"):
+        tensor, shape = saved.get(slot), (() if slot == "step" else tuple(param.shape))
+        if tensor is None:
+            problem = "is missing"
+        elif tensor.numel() != 1 if slot == "step" else tuple(tensor.shape) != shape:
+            problem = f"has shape {tuple(tensor.shape)}, not {shape} like the parameter"
+        elif not bool(torch.isfinite(tensor).all()):
+            problem = "holds NaN or infinite values"
+        elif slot == "exp_avg_sq" and bool((tensor < 0).any()):
+            problem = "holds negative values (it is a mean of squares)"
+        else:
+            continue
+        raise UserError(
+            f"Checkpoint {checkpoint.path} cannot continue its run: optimizer tensor optim.{name}.{slot} {problem}. "
+            "Resume from an earlier checkpoint, or start from its weights with --init-from (the optimizer starts afresh)."
+        )
+    return saved
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:
@@ -313,14 +319,42 @@ def resolve_checkpoint_path(source: str | Path) -> Path:
     return path
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Remove all but the ``keep`` newest step checkpoints, and temporary files a killed save left.
+def checkpoint_run_id(path: str | Path) -> str | None:
+    """The id of the run that wrote a step checkpoint (TrainConfig.run_id), None when unknown or unreadable."""
+    try:
+        state = read_header(path).get("train_state")
+    except UserError:
+        return None
+    stored = state.get("train_config") if isinstance(state, dict) else None
+    run_id = stored.get("run_id") if isinstance(stored, dict) else None
+    return run_id if isinstance(run_id, str) else None
 
-    Only the trainer that holds the run's lock calls this, right after its own
-    save finished, so any temporary file still there belongs to a dead process.
+
+def prune_checkpoints(run_dir: str | Path, keep: int, run_id: str | None = None) -> None:
+    """Remove all but the ``keep`` newest step checkpoints of run ``run_id``, and temporary files a killed save left.
+
+    Only plain ``step-*.safetensors`` files whose header names ``run_id`` go:
+    another run's checkpoints and the user's own files stay. ``run_id`` None
+    is a run from before run ids, whose every step checkpoint counts. Only the
+    trainer that holds the run's lock calls this, right after its own save
+    finished, so a temporary save file still there belongs to a dead process.
+    A ``checkpoints`` folder that is a link is refused (UnsafePathError).
     """
-    for path in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        path.unlink(missing_ok=True)
     folder = Path(run_dir) / CHECKPOINTS_SUBDIR
-    for leftover in folder.glob(".step-*.tmp") if folder.is_dir() else []:
-        leftover.unlink(missing_ok=True)
+    if not os.path.lexists(folder):
+        return
+    with fileio.open_folder(folder) as fd:
+        def plain(name: str) -> bool:
+            try:
+                return stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+            except OSError:
+                return False
+
+        ours = [p for p in list_checkpoints(run_dir) if plain(p.name) and (run_id is None or checkpoint_run_id(p) == run_id)]
+        for path in ours[:-keep] if keep > 0 else []:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path.name, dir_fd=fd)
+        for name in os.listdir(fd):
+            if name.startswith(".step-") and name.endswith(fileio.TEMP_SUFFIX) and plain(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)

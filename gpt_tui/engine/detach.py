@@ -28,21 +28,23 @@ from pathlib import Path
 from typing import Sequence
 
 import gpt_tui
-from gpt_tui import paths
-from gpt_tui.engine import runs
+from gpt_tui import fileio, paths
+from gpt_tui.engine import ownership, runs
 from gpt_tui.errors import UserError
 
 LOG_FILE = "train.log"
 PID_FILE = "train.pid"
 START_TIMEOUT_S = 60.0  # how long the launcher waits to see the run going before it hands back
 
-# Runs in the intermediate process: start the trainer in a new session, print its pid, leave.
+# Runs in the intermediate process: start the trainer in a new session, print its pid and start time, leave.
+# The child cannot be reaped (nor its pid reused) before this process exits, so the start time is its own.
 _SPAWNER = """\
 import os, subprocess, sys
-log = open(sys.argv[1], "ab", buffering=0)
+from gpt_tui.engine.process_identity import start_time
+log = int(sys.argv[1])  # the launcher's descriptor of train.log, opened without following links
 proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                         start_new_session=True, close_fds=True)
-sys.stdout.write(f"{proc.pid}\\n")
+sys.stdout.write(f"{proc.pid} {start_time(proc.pid) or ''}\\n")
 sys.stdout.flush()
 os._exit(0)
 """
@@ -66,38 +68,53 @@ def _child_env() -> dict[str, str]:
 
 
 def start_detached(train_args: Sequence[str], run_dir: str | Path, *, python: str | None = None) -> DetachedRun:
-    """Start ``gpt-tui train <train_args> --run-dir run_dir --quiet`` in the background and return at once."""
+    """Start ``gpt-tui train <train_args> --run-dir run_dir --quiet`` in the background and return at once.
+
+    Unless ``train_args`` resume the run living in ``run_dir``, the folder
+    must be new or unused (gpt_tui.engine.ownership); it is claimed for the
+    trainer with a run id that the launcher's first status and the trainer share.
+    """
     run_dir = paths.expand_user(run_dir).resolve()
+    run_id = None if ownership.resumes_in_place(train_args, run_dir) else ownership.new_run_id()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"Cannot create the run directory {run_dir}: {exc.strerror or exc}; pick another with --run-dir.") from None
-    if runs.run_is_live(run_dir, runs.read_status(run_dir).get("pid")):
+    if runs.run_is_live(run_dir):
         raise UserError(f"Run {run_dir} is already training; follow it with `gpt-tui attach {run_dir}`.")
+    if run_id is not None:
+        ownership.refuse_used(run_dir)  # before anything is written there
     log = run_dir / LOG_FILE
-    command = [python or sys.executable, "-m", "gpt_tui", "train", *train_args, "--run-dir", str(run_dir), "--quiet"]
+    claim = [f"--run-id={run_id}"] if run_id is not None else []
+    command = [python or sys.executable, "-m", "gpt_tui", "train", *train_args, "--run-dir", str(run_dir), *claim, "--quiet"]
     try:
-        with open(log, "ab") as fh:
+        with fileio.open_append(log, binary=True) as fh:
             fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command[1:])}\n".encode())
-        spawner = subprocess.run(
-            [python or sys.executable, "-c", _SPAWNER, str(log), *command],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env=_child_env(),
-            timeout=60,
-            check=False,
-        )
+            spawner = subprocess.run(
+                [python or sys.executable, "-c", _SPAWNER, str(fh.fileno()), *command],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env=_child_env(),
+                timeout=60,
+                check=False,
+                pass_fds=(fh.fileno(),),
+            )
+    except UserError:
+        raise
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UserError(f"Could not start the background run: {exc}.") from None
-    pid_text = spawner.stdout.decode(errors="replace").strip()
-    if spawner.returncode != 0 or not pid_text.isdigit():
+    words = spawner.stdout.decode(errors="replace").split()
+    if spawner.returncode != 0 or not words or not words[0].isdigit():
         detail = spawner.stderr.decode(errors="replace").strip().splitlines()
         raise UserError(f"Could not start the background run: {detail[-1] if detail else 'no process id came back'}.")
-    pid = int(pid_text)
+    pid = int(words[0])
+    started = int(words[1]) if len(words) > 1 and words[1].isdigit() else None  # what proves the pid is this run's
     try:
-        (run_dir / PID_FILE).write_text(f"{pid}\n", encoding="ascii")
+        fileio.atomic_write_text(run_dir / PID_FILE, f"{pid}\n")
         if runs.read_status(run_dir).get("pid") != pid:  # unless the run got to write its own already
-            runs.write_status(run_dir, "starting", pid=pid)
+            runs.write_status(run_dir, "starting", pid=pid, pid_start=started, run_id=run_id)
+    except UserError:
+        raise
     except OSError as exc:
         raise UserError(f"Started pid {pid}, but cannot write to {run_dir}: {exc.strerror or exc}.") from None
     return DetachedRun(run_dir=run_dir, pid=pid, log=log)
@@ -143,9 +160,11 @@ def wait_until_running(run: DetachedRun, timeout: float = START_TIMEOUT_S, poll_
 
 
 def detached_pid(run_dir: str | Path) -> int | None:
-    """The pid ``start_detached`` recorded for a run, if any."""
+    """The pid ``start_detached`` recorded for a run, if any (not proof that it is still the run's: see runs.run_is_live)."""
+    from gpt_tui.engine.process_identity import valid_pid
+
     try:
         text = (Path(run_dir) / PID_FILE).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return int(text) if text.isdigit() else None
+    return valid_pid(int(text)) if text.isdigit() else None

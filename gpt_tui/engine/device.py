@@ -43,3 +43,11 @@ def resolve_device(name: str | None = "auto") -> "torch.device":  # noqa: F821
     elif device.type != "cpu":
         raise UserError(f"Device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps.")
     return device
+
+
+def model_device(model: "torch.nn.Module") -> "torch.device":  # noqa: F821
+    """Where the model's weights are (the CPU for a model without parameters)."""
+    import torch
+
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

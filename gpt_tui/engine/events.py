@@ -6,7 +6,7 @@ stores them; all three read the same small dataclasses.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Callable, Union
 
 
@@ -96,10 +96,41 @@ def event_to_record(event: TrainEvent) -> dict[str, Any]:
     return {"type": _TYPE_NAMES[type(event)], **asdict(event)}
 
 
-def record_to_event(record: dict[str, Any]) -> TrainEvent | None:
-    """The event a metrics.jsonl line holds, or None for a type this version does not know."""
-    cls = _BY_NAME.get(record.get("type", ""))
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a step
+
+
+# What a field's annotation asks of a value read back from disk, and how to say it is not that.
+_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (_is_int, "an integer"),
+    "float": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "str": (lambda v: isinstance(v, str), "text"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "text"),
+}
+
+
+def record_to_event(record: Any) -> TrainEvent | None:
+    """The event a metrics.jsonl line holds, or None for a type this version does not know.
+
+    Raises ValueError saying which field is wrong when the line is not a
+    well-formed record (a damaged or hand-edited file): readers skip it or
+    report the run damaged rather than fail on it later, far from the cause.
+    """
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    kind = record.get("type")
+    cls = _BY_NAME.get(kind) if isinstance(kind, str) else None
     if cls is None:
         return None
-    names = cls.__dataclass_fields__
-    return cls(**{k: v for k, v in record.items() if k in names})
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name not in record:
+            if item.default is MISSING and item.default_factory is MISSING:
+                raise ValueError(f"{kind} record has no {item.name}")
+            continue
+        value = record[item.name]
+        check, what = _FIELD_CHECKS.get(str(item.type), (None, ""))
+        if check is not None and not check(value):
+            raise ValueError(f"{item.name} is not {what}")
+        values[item.name] = float(value) if item.type == "float" else value
+    return cls(**values)

@@ -1,5 +1,9 @@
 """The GPT-2 model family: config, presets, and the transformer itself.
 
+The layers read as chapter 4 of the book writes them; where a CPU needs a
+faster route through a standard op, the call goes to ``kernels``, and the
+training loss to ``fused_loss``.
+
 Parameter names (the state-dict layout every loader maps onto):
 
     tok_emb.weight                      (vocab, d)
@@ -24,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpt_tui.engine import kernels
+from gpt_tui.engine.fused_loss import linear_cross_entropy
+from gpt_tui.engine.presets import PRESET_SIZES, check_context_length, resolve_preset
 from gpt_tui.errors import UserError
-
-MAX_CONTEXT = 1024
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,8 @@ class GPTConfig:
         return replace(self, **changes)
 
 
-# The four GPT-2 sizes use the book's from-scratch settings (no q/k/v bias,
-# untied head, dropout 0.1); imported OpenAI weights set bias and tying from the files.
-PRESETS: dict[str, GPTConfig] = {
-    "tiny": GPTConfig(context_length=128, emb_dim=128, n_layers=2, n_heads=4, drop_rate=0.0),
-    "mini": GPTConfig(context_length=256, emb_dim=256, n_layers=4, n_heads=4, drop_rate=0.1),
-    "gpt2-small": GPTConfig(emb_dim=768, n_layers=12, n_heads=12),
-    "gpt2-medium": GPTConfig(emb_dim=1024, n_layers=24, n_heads=16),
-    "gpt2-large": GPTConfig(emb_dim=1280, n_layers=36, n_heads=20),
-    "gpt2-xl": GPTConfig(emb_dim=1600, n_layers=48, n_heads=25),
-}
-ALIASES = {"gpt2": "gpt2-small", "124M": "gpt2-small", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
-DEFAULT_PRESET = "tiny"
+# Names and sizes live in ``presets`` (torch-free, for forms and parsers); here they become configs.
+PRESETS: dict[str, GPTConfig] = {name: GPTConfig(**sizes) for name, sizes in PRESET_SIZES.items()}
 
 
 def preset_names() -> list[str]:
@@ -83,14 +78,11 @@ def preset_names() -> list[str]:
 
 def get_preset(name: str, **overrides: Any) -> GPTConfig:
     """A named configuration, with optional overrides (``context_length=256``...)."""
-    key = ALIASES.get(name, name)
-    if key not in PRESETS:
-        choices = ", ".join(list(PRESETS) + list(ALIASES))
-        raise UserError(f"Unknown model preset {name!r}; choose one of: {choices}.")
+    key = resolve_preset(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     ctx = overrides.get("context_length")
-    if ctx is not None and not 1 <= ctx <= MAX_CONTEXT:
-        raise UserError(f"context_length {ctx} is outside 1..{MAX_CONTEXT}, the most GPT-2's position table allows.")
+    if ctx is not None:
+        check_context_length(ctx)
     return PRESETS[key].with_(**overrides)
 
 
@@ -115,56 +107,6 @@ class KVCache:
             self.values[i] = self.values[i].index_select(0, index)
 
 
-def _linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """``layer(x)``; one bf16 row on a CPU (decoding a single sequence) takes the matrix-vector
-    kernel, which streams bf16 weights about 1.5x faster than the matrix-matrix one."""
-    weight = layer.weight
-    one_row = x.numel() == x.shape[-1]
-    if one_row and x.dtype == weight.dtype == torch.bfloat16 and x.device.type == "cpu":
-        row = x.reshape(-1)
-        y = torch.mv(weight, row) if layer.bias is None else torch.addmv(layer.bias, weight, row)
-        return y.view(*x.shape[:-1], weight.shape[0])
-    return layer(x)
-
-
-def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted dropout for training; on a CPU with a fast sampler for the mask.
-
-    torch's CPU sampler draws every Bernoulli variable from its Mersenne twister
-    one by one, which costs more than the rest of a dropout layer several times
-    over. Here each element gets 16 random bits from numpy's SFC64 generator,
-    seeded from torch's global generator, so runs and resumed runs stay exactly
-    reproducible; an element is kept with probability 1 - p rounded to 1/65536.
-    """
-    if p <= 0.0:
-        return x
-    if x.device.type != "cpu" or p >= 1.0 or torch.compiler.is_compiling():  # GPUs and the compiler have fast samplers
-        return F.dropout(x, p, training=True)
-    import numpy as np
-
-    n = x.numel()
-    seed = int(torch.randint(0, 2**62, (1,)))
-    words = np.random.SFC64(seed).random_raw((n + 3) // 4)
-    lanes = torch.from_numpy(words.view(np.int16)[:n]).view(x.shape)
-    keep = lanes < round((1.0 - p) * 65536) - 32768  # int16 lanes are uniform over [-32768, 32767]
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
-
-
-def _causal_attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + causal mask) with dropout, then v: what SDPA computes, for CPU training.
-
-    The CPU's fused attention kernels have no dropout, so SDPA falls back to
-    this same sequence of ops but with torch's slow mask sampler.
-    """
-    b, h, t, d = q.shape
-    future = torch.full((t, t), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
-    # One baddbmm scales the scores and adds the mask in the same pass.
-    keys_t = k.reshape(b * h, t, d).transpose(1, 2)
-    scores = torch.baddbmm(future, q.reshape(b * h, t, d), keys_t, alpha=1.0 / math.sqrt(d))
-    weights = torch.softmax(scores.view(b, h, t, t), dim=-1)
-    return _dropout(weights, p) @ v
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -173,14 +115,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.emb_dim, 3 * config.emb_dim, bias=config.qkv_bias)
         self.proj = nn.Linear(config.emb_dim, config.emb_dim)
         self.drop_rate = config.drop_rate
-        self.resid_drop = nn.Dropout(config.drop_rate)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = _linear(x, self.qkv).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = kernels.linear(x, self.qkv).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         dropout = self.drop_rate if self.training else 0.0
         if cache is None and dropout > 0.0 and x.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = _causal_attention_with_dropout(q, k, v, dropout)
+            y = kernels.causal_attention_with_dropout(q, k, v, dropout)
         elif cache is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=t > 1)
         else:
@@ -196,8 +137,8 @@ class CausalSelfAttention(nn.Module):
                 rows = torch.arange(start, end, device=x.device).unsqueeze(1)
                 mask = torch.arange(end, device=x.device).unsqueeze(0) <= rows
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        y = _linear(y.transpose(1, 2).reshape(b, t, d), self.proj)
-        return _dropout(y, self.drop_rate) if self.training else y
+        y = kernels.linear(y.transpose(1, 2).reshape(b, t, d), self.proj)
+        return kernels.dropout(y, self.drop_rate) if self.training else y
 
 
 class FeedForward(nn.Module):
@@ -208,8 +149,8 @@ class FeedForward(nn.Module):
         self.drop = nn.Dropout(config.drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _linear(F.gelu(_linear(x, self.fc), approximate="tanh"), self.proj)
-        return _dropout(y, self.drop.p) if self.training else y
+        y = kernels.linear(F.gelu(kernels.linear(x, self.fc), approximate="tanh"), self.proj)
+        return kernels.dropout(y, self.drop.p) if self.training else y
 
 
 class Block(nn.Module):
@@ -240,8 +181,7 @@ class GPTModel(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.emb_dim, eps=1e-5)
         self.head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
-        if config.tie_weights:
-            self.head.weight = self.tok_emb.weight
+        tie_head(self)
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str = "gpt2") -> None:
@@ -289,7 +229,7 @@ class GPTModel(nn.Module):
 
         With a cache the ids continue the cached sequence at position ``cache.length``.
         With ``targets`` ``(B, T)`` it returns the mean cross-entropy instead, computed
-        without materialising fp32 logits (see ``loss.linear_cross_entropy``); the loss
+        without materialising fp32 logits (see ``fused_loss.linear_cross_entropy``); the loss
         is taken inside ``forward`` so that wrappers such as DDP see the whole step.
         """
         b, t = idx.shape
@@ -300,7 +240,7 @@ class GPTModel(nn.Module):
             )
         x = self.tok_emb(idx) + self.pos_emb.weight[start : start + t]  # the same rows pos_emb(arange) gives
         if self.training:
-            x = _dropout(x, self.drop.p)
+            x = kernels.dropout(x, self.drop.p)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
         if cache is not None:
@@ -309,11 +249,21 @@ class GPTModel(nn.Module):
             x = x[:, -1:, :]
         x = self.ln_f(x)
         if targets is None:
-            return _linear(x, self.head)
+            return kernels.linear(x, self.head)
         if torch.compiler.is_compiling():  # the compiler fuses the plain loss itself
             return F.cross_entropy(self.head(x).flatten(0, 1).float(), targets.flatten())
-        from gpt_tui.engine.loss import linear_cross_entropy
-
         # A vocabulary padded to a multiple of 64 keeps GPU matmuls aligned; logits never show the padding.
         pad_to = 64 if x.device.type == "cuda" else 1
         return linear_cross_entropy(x, self.head.weight, targets, pad_to=pad_to)
+
+
+def tie_head(model: GPTModel) -> GPTModel:
+    """Make the head share the token embedding's parameter when the config ties them.
+
+    Moving or re-allocating a model (``.to``, ``to_empty``, ``load_state_dict(assign=True)``)
+    replaces each module's parameter on its own, which quietly unties a shared one; each
+    such step is followed by this call.
+    """
+    if model.config.tie_weights:
+        model.head.weight = model.tok_emb.weight
+    return model

@@ -1,9 +1,10 @@
 """One live trainer per run directory, enforced with an advisory lock the kernel drops on exit.
 
 The trainer takes ``fcntl.flock(LOCK_EX)`` on ``<run>/run.lock`` and writes its
-pid into the file. The kernel releases a flock when the last descriptor of its
-open file closes, which includes the process dying from SIGKILL or a power
-cut, so a crashed run never leaves a lock behind and needs no clean-up.
+pid and start time (gpt_tui.engine.process_identity) into the file. The
+kernel releases a flock when the last descriptor of its open file closes,
+which includes the process dying from SIGKILL or a power cut, so a crashed
+run never leaves a lock behind and needs no clean-up.
 
 Readers (``gpt-tui runs``, ``attach``, ``stop``) ask "is anyone holding it?"
 by trying a non-blocking lock for an instant. A trainer starting in that very
@@ -11,7 +12,8 @@ instant would see the lock taken, so :func:`acquire` retries for a moment
 before it gives up.
 
 flock is advisory and POSIX-only; where ``fcntl`` is missing (Windows) the
-lock is a no-op and only the pid in status.json tells runs apart.
+lock is a no-op, no run can prove that it lives, and readers call a run
+that claims to train stale rather than trust a bare pid.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import os
 import time
 from pathlib import Path
 
+from gpt_tui import fileio
+from gpt_tui.engine.process_identity import start_time
 from gpt_tui.errors import UserError
 
 try:
@@ -29,6 +33,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = "run.lock"
+_NO_FOLLOW = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)  # a planted symlink is refused, never written through
 ACQUIRE_PATIENCE_S = 0.5  # how long a trainer waits out a reader's momentary probe
 
 
@@ -61,10 +66,10 @@ def lock_path(run_dir: str | Path) -> Path:
 
 def _read_pid(fd: int) -> int | None:
     try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        words = os.pread(fd, 64, 0).decode("ascii", "replace").split()
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    return int(words[0]) if words and words[0].isdigit() else None
 
 
 def _try_lock(fd: int) -> bool:
@@ -83,8 +88,10 @@ def acquire(run_dir: str | Path, patience_s: float = ACQUIRE_PATIENCE_S) -> RunL
     if fcntl is None:  # pragma: no cover - Windows
         return RunLock(run_dir, None)
     try:
-        fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise fileio.refusal(lock_path(run_dir)) from None
         raise UserError(f"Cannot create the lock file in {run_dir}: {exc.strerror or exc}; pick another --run-dir.") from None
     deadline = time.monotonic() + patience_s
     try:
@@ -98,7 +105,8 @@ def acquire(run_dir: str | Path, patience_s: float = ACQUIRE_PATIENCE_S) -> RunL
                 )
             time.sleep(0.02)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        pid = os.getpid()
+        os.pwrite(fd, f"{pid} {start_time(pid) or 0}\n".encode("ascii"), 0)
     except BaseException:
         os.close(fd)
         raise
@@ -114,7 +122,7 @@ def holder(run_dir: str | Path) -> int | None:
     if fcntl is None:  # pragma: no cover - Windows
         return None
     try:
-        fd = os.open(lock_path(run_dir), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(lock_path(run_dir), os.O_RDONLY | _NO_FOLLOW)
     except OSError:
         return None  # no lock file: no trainer of this version ever ran here
     try:

@@ -1,4 +1,4 @@
-"""Process-wide settings that make training fast: the C allocator and GPU matmul modes.
+"""Process-wide settings that make training fast (the C allocator, GPU matmul modes), and out-of-memory handling.
 
 A training step allocates and frees the same large buffers (weight casts,
 gradients, logits) every time. glibc hands blocks above its mmap threshold
@@ -10,12 +10,16 @@ with the process for its next step. This is what ``LD_PRELOAD``-ing tcmalloc
 buys, done from inside the process. The heap then holds a few hundred MB more
 than it would otherwise (aligned big blocks fragment it a little);
 ``release_free_memory`` hands all of it back once a run is over.
+
+torch is imported inside the functions that use it: the CLI tunes the
+allocator first thing, before it knows whether the command needs torch.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sys
 import threading
 
@@ -74,10 +78,18 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation failure: CUDA's ``OutOfMemoryError``, the CPU allocator's, or Python's.
+
+    Told apart by name and message, so that asking does not import torch.
+    """
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
 def release_device_memory() -> None:
     """Collect dropped tensors and hand the GPU's cached blocks back, after an out-of-memory error."""
-    import gc
-
     import torch
 
     gc.collect()

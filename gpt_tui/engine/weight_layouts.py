@@ -1,6 +1,6 @@
 """Other layouts' GPT-2 state dicts renamed into gpt-tui's, with the config that fits them.
 
-Each converter takes tensors already read from a file (see ``weights``) and
+Each converter takes tensors already read from a file (see ``weight_formats``) and
 returns ``Weights``: gpt-tui's parameter names, CPU float32, shapes checked
 against the config. Hugging Face's Conv1D projections are stored (in, out) and
 get transposed; the book's separate query/key/value matrices are fused into
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpt_tui.engine import hf_names, hub
 from gpt_tui.errors import UserError
 
 if TYPE_CHECKING:
@@ -93,10 +94,42 @@ def _require(state: dict[str, "torch.Tensor"], key: str, path: Path) -> "torch.T
     return state[key]
 
 
-def from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, Any] | None) -> Weights:
-    """Hugging Face GPT-2: Conv1D weights are (in, out), so every projection is transposed."""
+def _same_tensor(head: "torch.Tensor", embedding: "torch.Tensor") -> bool:
+    """A head that is the token embedding (one storage, or equal values): the model ties them."""
+    return head.shape == embedding.shape and bool(head.data_ptr() == embedding.data_ptr() or head.equal(embedding))
+
+
+def config_from_shapes(
+    tok_emb: "torch.Tensor",
+    pos_emb: "torch.Tensor",
+    layers: int,
+    *,
+    qkv_bias: bool,
+    tied: bool,
+    hint: dict[str, Any] | None,
+    path: Path,
+) -> "GPTConfig":
+    """The config the tensors imply: sizes from the embedding tables, heads from ``hint`` or the standard sizes.
+
+    The head count leaves no trace in the shapes; dropout is 0.0 for imported weights (see ``weights``).
+    """
     from gpt_tui.engine.model import GPTConfig
 
+    vocab, width = tok_emb.shape
+    return GPTConfig(
+        vocab_size=int(vocab),
+        context_length=int(pos_emb.shape[0]),
+        emb_dim=int(width),
+        n_layers=layers,
+        n_heads=_infer_heads(int(width), hint, path),
+        drop_rate=0.0,
+        qkv_bias=qkv_bias,
+        tie_weights=tied,
+    )
+
+
+def from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, Any] | None) -> Weights:
+    """Hugging Face GPT-2: Conv1D weights are (in, out), so every projection is transposed."""
     state = {k.removeprefix("transformer."): v for k, v in state.items()}
     # Causal-mask buffers that older transformers versions saved with the weights.
     state = {k: v for k, v in state.items() if not re.fullmatch(r"h\.\d+\.attn\.(bias|masked_bias)", k)}
@@ -116,21 +149,12 @@ def from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, A
     for name, (said, found) in declared.items():
         if said is not None and int(said) != int(found):
             raise UserError(f"{path}: config.json says {name} = {said} but the weights have {found}; the files do not belong together.")
-    lm_head = state.pop("lm_head.weight", None)
-    tied = lm_head is None or (lm_head.shape == wte.shape and bool(lm_head.data_ptr() == wte.data_ptr() or lm_head.equal(wte)))
+    lm_head = state.pop(hf_names.HEAD[1], None)
+    tied = lm_head is None or _same_tensor(lm_head, wte)
     if hf_config is not None and hf_config.get("tie_word_embeddings", True) is False and lm_head is not None:
         tied = False
     qkv_bias = "h.0.attn.c_attn.bias" in state
-    config = GPTConfig(
-        vocab_size=int(vocab),
-        context_length=int(wpe.shape[0]),
-        emb_dim=int(width),
-        n_layers=layers,
-        n_heads=_infer_heads(int(width), hf_config, path),
-        drop_rate=0.0,
-        qkv_bias=qkv_bias,
-        tie_weights=tied,
-    )
+    config = config_from_shapes(wte, wpe, layers, qkv_bias=qkv_bias, tied=tied, hint=hf_config, path=path)
     out: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
 
@@ -144,31 +168,14 @@ def from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, A
         out[dst] = tensor
         origin[dst] = src
 
-    put("tok_emb.weight", "wte.weight")
-    put("pos_emb.weight", "wpe.weight")
-    for i in range(layers):
-        h, b = f"h.{i}.", f"blocks.{i}."
-        put(b + "ln1.weight", h + "ln_1.weight")
-        put(b + "ln1.bias", h + "ln_1.bias")
-        put(b + "attn.qkv.weight", h + "attn.c_attn.weight", transpose=True)
-        if qkv_bias:
-            put(b + "attn.qkv.bias", h + "attn.c_attn.bias")
-        put(b + "attn.proj.weight", h + "attn.c_proj.weight", transpose=True)
-        put(b + "attn.proj.bias", h + "attn.c_proj.bias")
-        put(b + "ln2.weight", h + "ln_2.weight")
-        put(b + "ln2.bias", h + "ln_2.bias")
-        put(b + "mlp.fc.weight", h + "mlp.c_fc.weight", transpose=True)
-        put(b + "mlp.fc.bias", h + "mlp.c_fc.bias")
-        put(b + "mlp.proj.weight", h + "mlp.c_proj.weight", transpose=True)
-        put(b + "mlp.proj.bias", h + "mlp.c_proj.bias")
-    put("ln_f.weight", "ln_f.weight")
-    put("ln_f.bias", "ln_f.bias")
+    for ours, theirs, transposed in hf_names.name_pairs(layers, qkv_bias):
+        put(ours, theirs, transpose=transposed)
     if tied:
         out["head.weight"] = out["tok_emb.weight"]
         origin["head.weight"] = "wte.weight"
     else:
         out["head.weight"] = lm_head  # type: ignore[assignment]
-        origin["head.weight"] = "lm_head.weight"
+        origin["head.weight"] = hf_names.HEAD[1]
     leftover = sorted(state)
     if leftover:
         raise UserError(f"{path} has tensors a GPT-2 model does not have ({', '.join(leftover[:3])}); it is another architecture.")
@@ -179,7 +186,7 @@ def _check_hf_config(hf_config: dict[str, Any] | None, path: Path) -> None:
     """Refuse configurations the GPT-2 architecture here cannot reproduce, rather than load them wrongly."""
     if not hf_config:
         return
-    where = path.parent / "config.json" if path.is_file() else path / "config.json"
+    where = path.parent / hub.CONFIG_FILE if path.is_file() else path / hub.CONFIG_FILE
     model_type = hf_config.get("model_type", "gpt2")
     if model_type != "gpt2":
         raise UserError(f"{where} describes a {model_type!r} model; gpt-tui loads GPT-2 models only.")
@@ -201,25 +208,13 @@ def from_book(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[st
     """The book's GPTModel: separate W_query/W_key/W_value (nn.Linear), LayerNorm scale/shift, out_head."""
     import torch
 
-    from gpt_tui.engine.model import GPTConfig
-
     tok = _require(state, "tok_emb.weight", path)
     pos = _require(state, "pos_emb.weight", path)
-    vocab, width = tok.shape
     layers = _layer_count(set(state), r"trf_blocks\.(\d+)\.", path)
     qkv_bias = "trf_blocks.0.att.W_query.bias" in state
     head = _require(state, "out_head.weight", path)
-    tied = head.shape == tok.shape and bool(head.data_ptr() == tok.data_ptr() or head.equal(tok))
-    config = GPTConfig(
-        vocab_size=int(vocab),
-        context_length=int(pos.shape[0]),
-        emb_dim=int(width),
-        n_layers=layers,
-        n_heads=_infer_heads(int(width), config_hint, path),
-        drop_rate=0.0,
-        qkv_bias=qkv_bias,
-        tie_weights=tied,
-    )
+    tied = _same_tensor(head, tok)
+    config = config_from_shapes(tok, pos, layers, qkv_bias=qkv_bias, tied=tied, hint=config_hint, path=path)
     out: dict[str, torch.Tensor] = {"tok_emb.weight": tok, "pos_emb.weight": pos}
     origin = {"tok_emb.weight": "tok_emb.weight", "pos_emb.weight": "pos_emb.weight"}
     renames = {
@@ -256,23 +251,13 @@ def from_book(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[st
 
 def from_native(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:
     """gpt-tui's own parameter names in a plain ``torch.save(model.state_dict())`` file."""
-    from gpt_tui.engine.model import GPTConfig
-
     tok = _require(state, "tok_emb.weight", path)
     pos = _require(state, "pos_emb.weight", path)
-    vocab, width = tok.shape
     head = state.get("head.weight")
-    tied = head is None or (head.shape == tok.shape and bool(head.data_ptr() == tok.data_ptr() or head.equal(tok)))
-    config = GPTConfig(
-        vocab_size=int(vocab),
-        context_length=int(pos.shape[0]),
-        emb_dim=int(width),
-        n_layers=_layer_count(set(state), r"blocks\.(\d+)\.", path),
-        n_heads=_infer_heads(int(width), config_hint, path),
-        drop_rate=0.0,
-        qkv_bias="blocks.0.attn.qkv.bias" in state,
-        tie_weights=tied,
-    )
+    tied = head is None or _same_tensor(head, tok)
+    layers = _layer_count(set(state), r"blocks\.(\d+)\.", path)
+    qkv_bias = "blocks.0.attn.qkv.bias" in state
+    config = config_from_shapes(tok, pos, layers, qkv_bias=qkv_bias, tied=tied, hint=config_hint, path=path)
     out = dict(state)
     if tied:
         out["head.weight"] = out["tok_emb.weight"]
@@ -319,10 +304,6 @@ def finish(config: "GPTConfig", state: dict[str, "torch.Tensor"], kind: str, pat
 
 
 def _expected_shapes(config: "GPTConfig") -> dict[str, tuple[int, ...]]:
-    import torch
+    from gpt_tui.engine.model_build import meta_model
 
-    from gpt_tui.engine.model import GPTModel
-
-    with torch.device("meta"):
-        model = GPTModel(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in meta_model(config).state_dict().items()}

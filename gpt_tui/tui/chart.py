@@ -14,7 +14,7 @@ from textual.app import RenderResult
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
-from gpt_tui.tui.chart_data import CHART_MODES, MODE_TITLES, LossHistory, step_ticks
+from gpt_tui.tui.chart_data import CHART_MODES, LOG_SCALE_MODES, LossHistory, mode_title, step_ticks
 from gpt_tui.tui.themes import chart_color
 
 REDRAW_INTERVAL_S = 0.25  # how often the chart checks for new data
@@ -23,14 +23,6 @@ REDRAW_INTERVAL_S = 0.25  # how often the chart checks for new data
 # training thread, not the chart, should have the CPU.
 CPU_BUDGET = 0.025
 POINTS_PER_COLUMN = 2
-_FALLBACK_COLORS = {
-    "train": (95, 168, 211),
-    "val": (242, 165, 65),
-    "lr": (123, 196, 127),
-    # another run's curves overlaid for comparison (gpt_tui.tui.attach)
-    "compare-train": (186, 134, 222),
-    "compare-val": (229, 104, 121),
-}
 
 
 class LossChart(PlotextPlot):
@@ -107,15 +99,15 @@ class LossChart(PlotextPlot):
         for series in self.history.series(self.mode, max_points):
             if not series.xs:
                 continue
-            color = chart_color(variables, series.color_key, _FALLBACK_COLORS[series.color_key])
+            color = chart_color(variables, series.color.key, series.color.fallback)
             marker = "braille" if len(series.xs) > 1 else "dot"
             plt.plot(series.xs, series.ys, label=series.label, marker=marker, color=color)
             last_step = max(last_step, series.xs[-1])
             drawn = True
-        if drawn and self.mode == "perplexity":
+        if drawn and self.mode in LOG_SCALE_MODES:
             plt.yscale("log")
         ticks = step_ticks(last_step, max(2, self.size.width // 12))
         plt.xticks(ticks, [str(t) for t in ticks])
         # The pane's border names the curve; the plot's own title only guides a first-time user.
-        plt.title("" if drawn else f"{MODE_TITLES[self.mode]} — {self.empty_hint}")
+        plt.title("" if drawn else f"{mode_title(self.mode)} — {self.empty_hint}")
         self.redraws += 1

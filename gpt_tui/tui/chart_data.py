@@ -12,19 +12,62 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpt_tui.engine.events import EvalEvent, StepEvent
+from gpt_tui.engine.perplexity import perplexity
 
 CHART_MODES = ("loss", "perplexity", "lr")
-MODE_TITLES = {"loss": "Loss", "perplexity": "Perplexity (log scale)", "lr": "Learning rate"}
+MODE_TITLES = {"loss": "Loss", "perplexity": "Perplexity", "lr": "Learning rate"}  # the chart pane's border
+LOG_SCALE_MODES = frozenset({"perplexity"})
 # exp(20) ≈ 4.9e8: beyond this a perplexity says nothing more than "untrained".
 MAX_LOSS_FOR_PERPLEXITY = 20.0
+
+
+@dataclass(frozen=True)
+class LineColor:
+    """A curve's colour: the theme's ``[chart]`` key that sets it, and the colour drawn when no theme does."""
+
+    key: str
+    fallback: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One kind of curve. It carries its colour for another run's copy overlaid
+    for comparison, so every curve the chart meets can be coloured."""
+
+    label: str
+    color: LineColor
+    compare_color: LineColor
+
+
+COMPARE_TRAIN = LineColor("compare-train", (186, 134, 222))
+COMPARE_VAL = LineColor("compare-val", (229, 104, 121))
+TRAIN = Curve("train", LineColor("train", (95, 168, 211)), COMPARE_TRAIN)
+VAL = Curve("val", LineColor("val", (242, 165, 65)), COMPARE_VAL)
+LR = Curve("lr", LineColor("lr", (123, 196, 127)), COMPARE_TRAIN)
+CURVES = (TRAIN, VAL, LR)
+THEMED_CHART_KEYS = tuple(curve.color.key for curve in CURVES)  # what a theme's [chart] table may set
+
+
+def mode_title(mode: str) -> str:
+    """The plot's own title for a chart mode, saying when its axis is logarithmic."""
+    return MODE_TITLES[mode] + (" (log scale)" if mode in LOG_SCALE_MODES else "")
 
 
 @dataclass
 class Series:
     label: str
-    color_key: str  # "train", "val" or "lr": which theme colour draws it
+    curve: Curve
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
+    overlaid: bool = False  # another run's curve drawn over this app's own
+
+    @property
+    def color(self) -> LineColor:
+        return self.curve.compare_color if self.overlaid else self.curve.color
+
+    def overlay(self, label: str) -> Series:
+        """This curve as another run's, for comparison: its own label and the curve's compare colour."""
+        return Series(label, self.curve, self.xs, self.ys, overlaid=True)
 
 
 def downsample(xs: list[float], ys: list[float], max_points: int) -> tuple[list[float], list[float]]:
@@ -71,20 +114,13 @@ def step_ticks(last_step: float, max_ticks: int) -> list[int]:
     return list(range(0, int(last_step) + 1, max(1, spacing)))
 
 
-def perplexity(loss: float) -> float:
-    """exp(loss), clipped so a fresh model's ~11 and a diverged one's inf both stay drawable."""
-    if math.isnan(loss):
-        return loss
-    return math.exp(min(loss, MAX_LOSS_FOR_PERPLEXITY))
-
-
 class LossHistory:
     """Every training loss, validation loss and learning rate seen, by step."""
 
     def __init__(self) -> None:
-        self.train = Series("train", "train")
-        self.val = Series("val", "val")
-        self.lr = Series("lr", "lr")
+        self.train = Series(TRAIN.label, TRAIN)
+        self.val = Series(VAL.label, VAL)
+        self.lr = Series(LR.label, LR)
         self.version = 0  # bumped on every change, so the chart redraws only when needed
 
     def clear(self) -> None:
@@ -124,7 +160,8 @@ class LossHistory:
         for source in sources:
             xs, ys = downsample(source.xs, source.ys, max_points)
             if mode == "perplexity":  # monotonic, so thinning first keeps the same extremes
-                ys = [perplexity(y) for y in ys]
+                # clipped so a fresh model's ~11 and a diverged one's inf both stay drawable
+                ys = [perplexity(y, cap=MAX_LOSS_FOR_PERPLEXITY) for y in ys]
             finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
-            out.append(Series(source.label, source.color_key, [x for x, _ in finite], [y for _, y in finite]))
+            out.append(Series(source.label, source.curve, [x for x, _ in finite], [y for _, y in finite]))
         return out

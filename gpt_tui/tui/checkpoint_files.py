@@ -6,14 +6,11 @@ panel opens instantly however many runs there are.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from gpt_tui import paths
-
-SUFFIX = ".safetensors"
-_STEP = re.compile(r"^step-(\d+)\.safetensors$")
+from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, STEP_NAME, SUFFIX
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ def _entry(path: Path, source: str) -> CheckpointEntry | None:
         stat = path.stat()
     except OSError:
         return None
-    match = _STEP.match(path.name)
+    match = STEP_NAME.match(path.name)
     try:
         label = str(path.relative_to(paths.data_dir()))
     except ValueError:
@@ -45,7 +42,7 @@ def find_checkpoints() -> list[CheckpointEntry]:
     runs = paths.runs_dir()
     if runs.is_dir():
         for run in runs.iterdir():
-            folder = run / "checkpoints"
+            folder = run / CHECKPOINTS_SUBDIR
             if folder.is_dir():
                 for path in folder.glob(f"*{SUFFIX}"):
                     if not path.name.startswith("."):

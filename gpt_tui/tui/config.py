@@ -1,7 +1,9 @@
-"""The app's settings: a typed model, per-field validation, and a TOML file in the user config dir.
+"""The app's settings: parsing a value typed or read from TOML, and the TOML file in the user config dir.
 
-Kept free of Textual and torch so the rules can be tested on their own and
-the settings panel, the REPL's slash commands and the loader share them.
+The fields, their defaults, ranges and cross-field rules are the engine's
+option declarations (gpt_tui.engine.options on TrainConfig and SamplingConfig);
+the form's field tables and the settings classes here are views of them, so
+the app refuses exactly what the engine refuses. Kept free of Textual and torch.
 Every value goes through :func:`parse_value`, whether it came from the file
 or from an input box, so a bad value is refused the same way everywhere.
 """
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from gpt_tui import paths
+from gpt_tui import fileio, paths
+from gpt_tui.engine.options import SAME, Option, Rule, default_of, describe_range, in_range, options_of
+from gpt_tui.engine.presets import PRESET_NAMES
+from gpt_tui.engine.sampling_config import SAMPLING_RULES, SamplingConfig
+from gpt_tui.engine.train_options import TRAIN_RULES, TrainConfig
 from gpt_tui.errors import UserError
 
 try:  # Python 3.11+
@@ -25,49 +30,36 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 SETTINGS_FILE = "settings.toml"
 DEFAULT_THEME = "gpt-tui-dark"
-# Kept in step with gpt_tui.engine.model.PRESETS (a test checks it); listed here
-# so the app can offer the choice without importing torch.
-MODEL_PRESETS = ("tiny", "mini", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
+MODEL_PRESETS = PRESET_NAMES  # the engine's table, torch-free
 OFF_WORDS = ("", "off", "none")
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    """What Start trains. The defaults make the tiny model's loss fall within seconds on a laptop CPU."""
-
-    device: str = "auto"
-    model: str = "tiny"
-    data: str = ""  # empty: the built-in corpus
-    context_length: int | None = 64
-    batch_size: int = 4
-    epochs: int = 10
-    max_steps: int | None = None
-    lr: float = 1e-3
-    min_lr: float | None = 1e-4
-    warmup_steps: int = 10
-    weight_decay: float = 0.1
-    grad_clip: float | None = 1.0
-    grad_accum: int = 1
-    eval_freq: int = 10
-    eval_iter: int = 2
-    train_ratio: float = 0.9
-    start_context: str = "Every effort moves you"
-    sample_tokens: int = 30
-    seed: int = 123
-    checkpoint_every: int = 0
-    precision: str = "auto"
+# The engine's defaults, read once: the app's Start and `gpt-tui train` give the same run.
+ENGINE_DEFAULTS = TrainConfig()
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How the REPL picks tokens; slash commands change the copy in force, the panel the saved default."""
+def _app_default(opt: Option, config: type) -> Any:
+    if opt.app_default is not SAME:
+        return opt.app_default
+    default = default_of(config, opt.name)
+    return "" if default is None and opt.kind is str else default  # an empty box: the engine's None
 
-    max_new_tokens: int = 60
-    temperature: float = 0.8
-    top_k: int | None = 40
-    top_p: float | None = None
-    seed: int | None = None
-    num_beams: int = 1
+
+def _settings_class(name: str, config: type, doc: str) -> type:
+    """A frozen dataclass of the options of ``config`` that the settings form shows, in declaration order."""
+    shown = [opt for opt in options_of(config) if opt.label is not None]
+    cls = make_dataclass(
+        name, [(opt.name, Any, field(default=_app_default(opt, config))) for opt in shown], frozen=True
+    )
+    cls.__module__ = __name__
+    cls.__doc__ = doc
+    return cls
+
+
+# What Start trains. Every default is TrainConfig's, so the app and the command line agree.
+TrainingSettings = _settings_class("TrainingSettings", TrainConfig, "What Start trains; every default is TrainConfig's.")
+# How the REPL picks tokens; slash commands change the copy in force, the panel the saved default.
+SamplingSettings = _settings_class("SamplingSettings", SamplingConfig, "How the REPL picks tokens.")
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,7 @@ class FieldSpec:
     help: str = ""
     check: Callable[[Any], None] | None = None
     placeholder: str = ""
+    option: Option | None = None  # the engine's declaration it shows
 
     @property
     def key(self) -> str:
@@ -116,45 +109,27 @@ def _check_corpus(value: str) -> None:
         raise UserError(f"corpus file {value!r} does not exist; give a UTF-8 text file, or leave it empty for the built-in corpus.")
 
 
-def _check_device(value: str) -> None:
-    name = value.strip().lower()
-    if name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit()):
-        return
-    raise UserError(f"device {value!r} is not one of auto, cpu, cuda, cuda:N, mps.")
+# Checks only the app makes, before a run starts (the engine finds a missing corpus when it reads it).
+_FORM_CHECKS: dict[str, Callable[[Any], None]] = {"data": _check_corpus}
 
 
-TRAINING_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("training", "device", "Device", str, check=_check_device, help="auto picks cuda, then mps, then cpu"),
-    FieldSpec("training", "model", "Model preset", str, choices=MODEL_PRESETS),
-    FieldSpec("training", "data", "Corpus file", str, check=_check_corpus, help="a UTF-8 text file; empty: built-in Python docs", placeholder="built-in: python-docs"),
-    FieldSpec("training", "context_length", "Context length", int, optional=True, minimum=2, maximum=1024, help="tokens per window; off: the preset's"),
-    FieldSpec("training", "batch_size", "Batch size", int, minimum=1, maximum=4096),
-    FieldSpec("training", "epochs", "Epochs", int, minimum=1, maximum=100_000),
-    FieldSpec("training", "max_steps", "Max steps", int, optional=True, minimum=1, help="overrides epochs; off: run all epochs"),
-    FieldSpec("training", "lr", "Learning rate", float, above=0, maximum=1.0),
-    FieldSpec("training", "min_lr", "Min learning rate", float, optional=True, minimum=0, maximum=1.0, help="cosine decay floor; off: constant lr"),
-    FieldSpec("training", "warmup_steps", "Warmup steps", int, minimum=0),
-    FieldSpec("training", "weight_decay", "Weight decay", float, minimum=0, maximum=10.0),
-    FieldSpec("training", "grad_clip", "Gradient clip", float, optional=True, minimum=0, help="max global norm; off: no clipping"),
-    FieldSpec("training", "grad_accum", "Grad accumulation", int, minimum=1, maximum=1024),
-    FieldSpec("training", "eval_freq", "Eval every (steps)", int, minimum=1),
-    FieldSpec("training", "eval_iter", "Eval batches", int, minimum=1, maximum=10_000),
-    FieldSpec("training", "train_ratio", "Train ratio", float, above=0, below=1),
-    FieldSpec("training", "start_context", "Start context", str, help="prompt for the sample after each epoch"),
-    FieldSpec("training", "sample_tokens", "Sample tokens", int, minimum=0, maximum=10_000),
-    FieldSpec("training", "seed", "Seed", int, minimum=0, maximum=2**63 - 1),
-    FieldSpec("training", "checkpoint_every", "Checkpoint every", int, minimum=0, help="steps; 0: only at the end"),
-    FieldSpec("training", "precision", "Precision", str, choices=("auto", "fp32", "bf16"), help="auto: bf16 where the hardware is fast at it"),
-)
+def _field_spec(section: str, opt: Option) -> FieldSpec:
+    """The form's view of one option: its range and choices are the option's own."""
+    return FieldSpec(
+        section, opt.name, opt.label or opt.name, opt.kind,
+        optional=opt.optional and opt.kind is not str,  # text: an empty box is the "off" value
+        minimum=opt.minimum, maximum=opt.maximum, above=opt.above, below=opt.below,
+        choices=opt.form_choices or opt.choices, help=opt.form_help,
+        check=_FORM_CHECKS.get(opt.name, opt.check), placeholder=opt.placeholder, option=opt,
+    )
 
-SAMPLING_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("sampling", "max_new_tokens", "Max new tokens", int, minimum=1, maximum=100_000),
-    FieldSpec("sampling", "temperature", "Temperature", float, minimum=0, maximum=100.0, help="0 is greedy"),
-    FieldSpec("sampling", "top_k", "Top-k", int, optional=True, minimum=1, maximum=50257, help="off: every token"),
-    FieldSpec("sampling", "top_p", "Top-p", float, optional=True, above=0, maximum=1.0, help="off: every token"),
-    FieldSpec("sampling", "seed", "Seed", int, optional=True, minimum=0, maximum=2**63 - 1, help="off: a new seed per reply"),
-    FieldSpec("sampling", "num_beams", "Beams", int, minimum=1, maximum=64, help="more than 1 needs temperature 0"),
-)
+
+def _form(section: str, config: type) -> tuple[FieldSpec, ...]:
+    return tuple(_field_spec(section, opt) for opt in options_of(config) if opt.label is not None)
+
+
+TRAINING_FIELDS: tuple[FieldSpec, ...] = _form("training", TrainConfig)
+SAMPLING_FIELDS: tuple[FieldSpec, ...] = _form("sampling", SamplingConfig)
 
 APP_FIELDS: tuple[FieldSpec, ...] = (FieldSpec("app", "theme", "Theme", str),)
 
@@ -166,19 +141,6 @@ def field_spec(section: str, name: str) -> FieldSpec:
         return ALL_FIELDS[f"{section}.{name}"]
     except KeyError:
         raise UserError(f"Unknown setting {section}.{name}.") from None
-
-
-def _describe_range(spec: FieldSpec) -> str:
-    parts = []
-    if spec.minimum is not None:
-        parts.append(f">= {spec.minimum:g}")
-    if spec.above is not None:
-        parts.append(f"> {spec.above:g}")
-    if spec.maximum is not None:
-        parts.append(f"<= {spec.maximum:g}")
-    if spec.below is not None:
-        parts.append(f"< {spec.below:g}")
-    return " and ".join(parts)
 
 
 def parse_value(spec: FieldSpec, raw: Any) -> Any:
@@ -217,14 +179,8 @@ def parse_value(spec: FieldSpec, raw: Any) -> Any:
             raise UserError(f"{label} must be a number{hint} (e.g. 4e-4), got {raw!r}.") from None
         if not math.isfinite(value):
             raise UserError(f"{label} must be a finite number, got {raw!r}.")
-    bad = (
-        (spec.minimum is not None and value < spec.minimum)
-        or (spec.maximum is not None and value > spec.maximum)
-        or (spec.above is not None and value <= spec.above)
-        or (spec.below is not None and value >= spec.below)
-    )
-    if bad:
-        raise UserError(f"{label} must be {_describe_range(spec)}, got {raw!r}.")
+    if not in_range(spec.option or spec, value):
+        raise UserError(f"{label} must be {describe_range(spec.option or spec)}, got {raw!r}.")
     if spec.check is not None:
         spec.check(value)
     return value
@@ -239,15 +195,20 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def check_training(training: TrainingSettings) -> None:
-    """Rules that tie two training fields together; raises UserError naming both."""
-    if training.min_lr is not None and training.min_lr > training.lr:
-        raise UserError(f"Min learning rate ({training.min_lr:g}) must not exceed the learning rate ({training.lr:g}).")
+def _check_rules(values: Any, rules: tuple[Rule, ...]) -> None:
+    for rule in rules:
+        problem = rule.message(values)
+        if problem is not None:
+            raise UserError(problem)
 
 
-def check_sampling(sampling: SamplingSettings) -> None:
-    if sampling.num_beams > 1 and sampling.temperature > 0:
-        raise UserError("Beam search needs temperature 0: set Beams to 1 to sample, or Temperature to 0.")
+def check_training(training: Any) -> None:
+    """The engine's rules that tie training fields together, in the form's words; raises UserError naming both."""
+    _check_rules(training, TRAIN_RULES)
+
+
+def check_sampling(sampling: Any) -> None:
+    _check_rules(sampling, SAMPLING_RULES)
 
 
 def check_consistency(settings: Settings) -> None:
@@ -386,52 +347,26 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
                 tomllib.loads(path.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError):
                 os.replace(path, path.with_name(path.name + ".broken"))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(settings_to_toml(settings))
-        os.replace(tmp, path)
+        fileio.atomic_write_text(path, settings_to_toml(settings))
     except OSError as exc:
         raise UserError(f"Cannot save settings to {path}: {exc.strerror or exc}; check the config directory's permissions.") from None
     return path
 
 
-def train_config_kwargs(training: TrainingSettings) -> dict[str, Any]:
+def _config_kwargs(group: Any) -> dict[str, Any]:
+    """Each setting by its name; an empty text box is the engine's None (e.g. the built-in corpus)."""
+    kwargs = {f.name: getattr(group, f.name) for f in fields(group)}
+    return {name: (None if value == "" and default_of(type(group), name) == "" else value) for name, value in kwargs.items()}
+
+
+def train_config_kwargs(training: Any) -> dict[str, Any]:
     """Keyword arguments for the engine's TrainConfig (built where torch may be imported)."""
-    return {
-        "data": training.data or None,
-        "model": training.model,
-        "context_length": training.context_length,
-        "batch_size": training.batch_size,
-        "epochs": training.epochs,
-        "max_steps": training.max_steps,
-        "lr": training.lr,
-        "min_lr": training.min_lr,
-        "warmup_steps": training.warmup_steps,
-        "weight_decay": training.weight_decay,
-        "grad_clip": training.grad_clip,
-        "grad_accum": training.grad_accum,
-        "eval_freq": training.eval_freq,
-        "eval_iter": training.eval_iter,
-        "train_ratio": training.train_ratio,
-        "start_context": training.start_context,
-        "sample_tokens": training.sample_tokens,
-        "seed": training.seed,
-        "device": training.device,
-        "checkpoint_every": training.checkpoint_every,
-        "precision": training.precision,
-    }
+    return _config_kwargs(training)
 
 
-def sampling_config_kwargs(sampling: SamplingSettings) -> dict[str, Any]:
+def sampling_config_kwargs(sampling: Any) -> dict[str, Any]:
     """Keyword arguments for the engine's SamplingConfig."""
-    return {
-        "max_new_tokens": sampling.max_new_tokens,
-        "temperature": sampling.temperature,
-        "top_k": sampling.top_k,
-        "top_p": sampling.top_p,
-        "seed": sampling.seed,
-        "num_beams": sampling.num_beams,
-    }
+    return _config_kwargs(sampling)
 
 
 def describe_sampling(sampling: SamplingSettings) -> str:

@@ -1,7 +1,8 @@
-"""Modal dialogs: an error that does not take the app down, and a yes/no question."""
+"""Modal dialogs: an error that does not take the app down, a yes/no question, and a question with a few answers."""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -110,3 +111,46 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class ChoiceDialog(ModalScreen[str | None]):
+    """A question with a few answers, each a button and a key; Esc (or Cancel) answers None."""
+
+    DEFAULT_CSS = DIALOG_CSS.replace("Dialog", "ChoiceDialog") + "ChoiceDialog > #dialog { width: 80; }"
+    BINDINGS = [Binding("escape", "choose_nothing", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = "Choose") -> None:
+        """``choices``: (answer, button label, key) for each answer, in the order shown."""
+        super().__init__()
+        self.question = question
+        self.choices = choices
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        keys = " · ".join(f"{key}: {label}" for _, label, key in self.choices)
+        with Vertical(id="dialog"):
+            yield Static(self.title_text, id="dialog-title", markup=False)
+            yield Static(self.question, id="dialog-body", markup=False)
+            yield Static(f"{keys} · Esc cancels", id="dialog-keys", markup=False)
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="dialog-cancel")
+                for answer, label, _ in self.choices:
+                    yield Button(label, id=f"choice-{answer}", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#dialog-cancel", Button).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        for answer, _, key in self.choices:
+            if event.key == key:
+                event.stop()
+                self.dismiss(answer)
+                return
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        button = event.button.id or ""
+        self.dismiss(button.removeprefix("choice-") if button.startswith("choice-") else None)
+
+    def action_choose_nothing(self) -> None:
+        self.dismiss(None)

@@ -17,7 +17,7 @@ GETTING_STARTED = (
     "built-in corpus; the loss chart falls as it learns. Type a prompt below and press Enter "
     "to hear what it has learned so far — it works while training runs. Settings holds the "
     "model size, hyperparameters, sampling defaults, themes and your checkpoints (save, load, "
-    "delete, import GPT-2 weights). Ctrl+P opens the command palette."
+    "delete, import GPT-2 weights). F4 lists your runs. Ctrl+P opens the command palette."
 )
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from gpt_tui import paths
+from gpt_tui import fileio, paths
 
 HISTORY_FILE = "history.txt"
 MAX_ENTRIES = 500
@@ -91,9 +89,6 @@ class PromptHistory:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write("".join(_escape(e) + "\n" for e in self.entries))
-            os.replace(tmp, self.path)
+            fileio.atomic_write_text(self.path, "".join(_escape(e) + "\n" for e in self.entries))
         except OSError:
             pass

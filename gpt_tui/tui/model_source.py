@@ -3,7 +3,8 @@
 The last thing the user did wins: starting training switches the REPL to
 snapshots of the live weights, loading a checkpoint switches it to that file.
 ``acquire`` runs on a generation worker thread, so building a model or taking
-a snapshot never blocks the UI. Everything here imports torch lazily.
+a snapshot never blocks the UI. Models are built and read by the engine
+(gpt_tui.engine.inference_session, weights), imported inside functions.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gpt_tui import paths
 
 SNAPSHOT_MAX_AGE_S = 3.0  # a reply reuses a snapshot younger than this
-# Below this size a decoding step is too small to gain from a second intra-op
-# thread, and when the CPU is shared a second thread that waits on a busy core
-# makes each step many times slower (measured here: 9 vs 500 tokens/s for tiny).
-SMALL_MODEL_PARAMETERS = 50_000_000
+LOAD_WAIT_S = 300.0  # a reply waits at most this long for weights that are being loaded for it
 
 
 @dataclass(frozen=True)
@@ -65,20 +63,6 @@ def load_model_file(source: str, device: str) -> LoadedModel:
     return LoadedModel(loaded.model.eval(), weights_label(path), str(path))
 
 
-def reply_threads(model: Any, training_active: bool) -> int | None:
-    """Intra-op threads to decode a reply with on the CPU, or None to keep torch's setting.
-
-    One thread while training runs (the trainer's threads own the cores) or for a
-    small model; a large model alone on the machine keeps every core.
-    """
-    device = next(model.parameters()).device
-    if device.type != "cpu":
-        return None
-    if training_active or sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
-        return 1
-    return None
-
-
 class ReplModelSource:
     def __init__(self, preset: str = "tiny", seed: int = 123, device: str = "auto") -> None:
         self._lock = threading.Lock()
@@ -93,6 +77,8 @@ class ReplModelSource:
         self._snapshot: Any = None
         self._snapshot_at = 0.0
         self._snapshot_step = 0
+        self._pending: threading.Event | None = None  # set when the weights being loaded are in use
+        self._refresher: Callable[[], None] | None = None
 
     # ----- switching, on the UI thread -----
     def use_trainer(self, trainer: Any) -> None:
@@ -111,6 +97,38 @@ class ReplModelSource:
         with self._lock:
             self._preset, self._seed, self._device = preset, seed, device
 
+    def begin_loading(self) -> threading.Event:
+        """Weights are on their way: a reply asked for from now on waits for them (see ``finish_loading``)."""
+        pending = threading.Event()
+        with self._lock:
+            self._pending = pending
+        return pending
+
+    def finish_loading(self, pending: threading.Event, loaded: LoadedModel | None) -> None:
+        """From any thread: use ``loaded`` (None when the load failed) and let waiting replies go on."""
+        with self._lock:
+            if loaded is not None:
+                self.kind = "loaded"
+                self._loaded = loaded
+            if self._pending is pending:
+                self._pending = None
+        pending.set()
+
+    @property
+    def loading(self) -> bool:
+        return self._pending is not None
+
+    def set_refresher(self, refresher: Callable[[], None] | None) -> None:
+        """A callable each reply runs first, on its worker thread (an attached live run fetches fresh weights)."""
+        with self._lock:
+            self._refresher = refresher
+
+    def drop_refresher(self, refresher: Callable[[], None]) -> None:
+        """Stop calling ``refresher`` (only if it is still the one in use)."""
+        with self._lock:
+            if self._refresher == refresher:
+                self._refresher = None
+
     @property
     def loaded(self) -> LoadedModel | None:
         return self._loaded
@@ -121,13 +139,23 @@ class ReplModelSource:
                 if self._snapshot is not None:
                     return f"training weights (step {self._snapshot_step})"
                 return "training weights"
+            if self._pending is not None:
+                return "loading weights…"
             if self.kind == "loaded" and self._loaded is not None:
                 return self._loaded.label
             return f"untrained {self._preset}"
 
     # ----- on a worker thread -----
     def acquire(self) -> tuple[Any, str]:
-        """The model to generate with now, and its description."""
+        """The model to generate with now, and its description (after any load in progress)."""
+        with self._lock:
+            refresher = self._refresher
+        if refresher is not None:
+            refresher()
+        with self._lock:
+            pending = self._pending
+        if pending is not None:
+            pending.wait(LOAD_WAIT_S)
         with self._lock:
             kind, trainer, loaded = self.kind, self._trainer, self._loaded
         if kind == "training" and trainer is not None and getattr(trainer, "model", None) is not None:
@@ -149,20 +177,13 @@ class ReplModelSource:
         return snapshot
 
     def _fresh_model(self) -> Any:
-        import torch
-
-        from gpt_tui.engine.device import resolve_device
-        from gpt_tui.engine.model import GPTModel, get_preset
+        from gpt_tui.engine.inference_session import fresh_model
 
         key = (self._preset, self._seed, self._device)
         with self._lock:
             if self._fresh is not None and self._fresh_key == key:
                 return self._fresh
-        device = resolve_device(self._device)
-        # A private RNG scope: a run training at the same time keeps its random stream.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed)
-            model = GPTModel(get_preset(self._preset)).to(device).eval()
+        model = fresh_model(*key)
         with self._lock:
             self._fresh, self._fresh_key = model, key
         return model

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from gpt_tui.engine.options import options_of
+from gpt_tui.engine.sampling_config import SAMPLING_RULES, SamplingConfig
 from gpt_tui.errors import UserError
 from gpt_tui.tui.config import SamplingSettings, describe_sampling, field_spec, format_value, parse_value
 
+_SETTING = tuple(sorted((opt for opt in options_of(SamplingConfig) if opt.slash), key=lambda opt: opt.slash_order))
 # command -> sampling field it sets
-SETTERS: dict[str, str] = {
-    "temp": "temperature",
-    "topk": "top_k",
-    "topp": "top_p",
-    "max": "max_new_tokens",
-    "seed": "seed",
-    "beams": "num_beams",
-}
+SETTERS: dict[str, str] = {opt.slash: opt.name for opt in _SETTING if opt.slash}
 ACTIONS = ("clear", "help")
 
-HELP_LINES: tuple[tuple[str, str], ...] = (
-    ("/temp X", "temperature; 0 is greedy"),
-    ("/topk N|off", "keep the N most likely tokens"),
-    ("/topp P|off", "keep the smallest set of tokens with probability mass P"),
-    ("/max N", "most new tokens per reply"),
-    ("/seed N|off", "fixed seed for reproducible replies; off: a new one each time"),
-    ("/beams N", "beam search with N beams (needs /temp 0)"),
+HELP_LINES: tuple[tuple[str, str], ...] = tuple(opt.slash_help for opt in _SETTING if opt.slash_help) + (
     ("/clear", "clear the conversation log"),
     ("/help", "this list"),
 )
@@ -65,8 +55,8 @@ def run_slash(line: str, sampling: SamplingSettings) -> SlashResult:
         return SlashResult(sampling, f"{spec.label} is {format_value(getattr(sampling, name))}.")
     value = parse_value(spec, argument)
     updated = replace(sampling, **{name: value})
-    if updated.num_beams > 1 and updated.temperature > 0:
-        if name == "num_beams":
-            raise UserError("Beam search does not sample: set /temp 0 first, then /beams.")
-        raise UserError("Beam search is on and does not sample: set /beams 1 first to use a temperature.")
+    for rule in SAMPLING_RULES:
+        problem = rule.message(updated)
+        if problem is not None:
+            raise UserError(rule.says_after.get(name, problem))
     return SlashResult(updated, f"{spec.label} set to {format_value(value)} — {describe_sampling(updated)}")

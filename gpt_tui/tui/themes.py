@@ -18,6 +18,7 @@ from textual.theme import Theme
 
 from gpt_tui import paths
 from gpt_tui.errors import UserError
+from gpt_tui.tui.chart_data import THEMED_CHART_KEYS
 
 try:  # Python 3.11+
     import tomllib
@@ -26,7 +27,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 THEME_SUFFIX = ".toml"
 COLOR_KEYS = ("primary", "secondary", "accent", "warning", "error", "success", "foreground", "background", "surface", "panel", "boost")
-CHART_KEYS = ("train", "val", "lr")
+CHART_KEYS = THEMED_CHART_KEYS
 CHART_VARIABLE_PREFIX = "chart-"
 _KNOWN_KEYS = set(COLOR_KEYS) | {"name", "dark", "variables", "chart", "luminosity_spread", "text_alpha"}
 

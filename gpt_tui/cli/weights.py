@@ -7,14 +7,13 @@ imported only when one of these commands runs.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gpt_tui.errors import UserError
 
 EXPORT_FORMATS = {"hf": "hf", "huggingface": "hf"}
 
 
-def add_subcommands(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = subparsers.add_parser(
         "export",
         help="write weights in another format (hf: model.safetensors + config.json for transformers)",
@@ -43,6 +42,7 @@ def add_subcommands(subparsers: Any) -> None:
     )
     imp.add_argument("source", help="a folder, file, or Hugging Face model id in the local cache")
     imp.add_argument("--name", help="name to save it under (default: from the source)")
+    imp.add_argument("--force", action="store_true", help="replace a model of that name imported before")
     imp.set_defaults(func=cmd_import)
 
 
@@ -74,7 +74,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from gpt_tui.engine.weights import import_weights
 
-    path = import_weights(args.source, args.name)
+    path = import_weights(args.source, args.name, overwrite=args.force)
     name = path.stem
     print(f"Imported {args.source} as {name}: {path}")
     print(f"Use it with: gpt-tui generate --checkpoint {name} --prompt \"...\", "

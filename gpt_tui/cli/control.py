@@ -1,4 +1,4 @@
-"""Subcommands for runs that live on their own: ``train --detach``, ``attach``, ``stop`` and ``checkpoint``.
+"""Subcommands for runs that live on their own: ``attach``, ``stop`` and ``checkpoint``.
 
 A detached run talks to the rest of the world only through its run directory
 (see gpt_tui.engine.detach and gpt_tui.engine.runs), so these commands work
@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from gpt_tui.errors import UserError
-from gpt_tui.paths import expand_user
 
 REQUEST_WAIT_S = 120.0
 
 
-def add_subcommands(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     attach = sub.add_parser("attach", help="open the app on a run: its live chart, stop and checkpoint controls, and a REPL")
     attach.add_argument("run", nargs="?", help="run name or directory (default: the newest run)")
     attach.add_argument("--compare", help="another run whose loss curves are overlaid on the chart")
@@ -36,97 +35,76 @@ def add_subcommands(sub: Any) -> None:
     save.set_defaults(func=cmd_checkpoint)
 
 
-# ----- train --detach -----
-def _detached_run_dir(args: argparse.Namespace) -> Path:
-    from gpt_tui.engine.runs import new_run_dir
-
-    if args.run_dir:
-        return Path(args.run_dir)
-    if args.resume:
-        source = expand_user(args.resume)
-        if source.is_dir():
-            return source
-        if source.parent.name == "checkpoints":
-            return source.parent.parent
-        raise UserError(f"{args.resume} is not inside a run directory; add --run-dir to say where the background run writes.")
-    return new_run_dir(args.model or "tiny")
-
-
-def _train_argv(args: argparse.Namespace) -> list[str]:
-    """The ``train`` flags the user gave, as ``--flag=value`` (a value starting with "-" stays a value)."""
-    from gpt_tui.cli import _TRAIN_FLAGS, _flag
-
-    argv = []
-    for name, _kind, _help in _TRAIN_FLAGS:
-        value = getattr(args, name, None)
-        if value is not None and name != "run_dir":
-            argv.append(f"{_flag(name)}={value}")
-    if args.resume:
-        argv.append(f"--resume={expand_user(args.resume).resolve()}")
-    if args.init_from:
-        argv.append(f"--init-from={args.init_from}")
-    return argv
-
-
-def detach_train(args: argparse.Namespace) -> int:
-    from gpt_tui.engine.detach import start_detached, wait_until_running
-
-    run_dir = _detached_run_dir(args)
-    run = start_detached(_train_argv(args), run_dir)
-    state = wait_until_running(run)
-    where = run.run_dir
-    if state == "starting":
-        print(f"Training is starting in the background (pid {run.pid}): {where}")
-    else:
-        print(f"Training in the background (pid {run.pid}, {state}): {where}")
-    print(f"  follow it:  gpt-tui attach {where}")
-    print(f"  its log:    {run.log}")
-    print(f"  stop it:    gpt-tui stop {where}   (saves a checkpoint first)")
-    return 0
-
-
 # ----- attach -----
-def cmd_attach(args: argparse.Namespace) -> int:
-    from gpt_tui.engine.runs import find_run
+def _usable_run(name: str | None) -> Path:
+    """A run to open; a damaged one only while its trainer lives (and rewrites what it needs)."""
+    from gpt_tui.engine import runlock
+    from gpt_tui.engine.runs import find_run, read_run
 
-    run_dir = find_run(args.run)
-    compare = str(find_run(args.compare)) if args.compare else None
-    from gpt_tui.tui.app import run_app
+    run_dir = find_run(name)
+    info = read_run(run_dir)
+    if info.status == "damaged" and runlock.holder(run_dir) is None:
+        raise UserError(f"Run {run_dir.name} is damaged ({info.problem}); repair or remove {run_dir}.")
+    return run_dir
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    run_dir = _usable_run(args.run)
+    compare = str(_usable_run(args.compare)) if args.compare else None
+    from gpt_tui.tui.launch import run_app
 
     return run_app(attach=str(run_dir), compare=compare)
 
 
 # ----- stop / checkpoint -----
 def _live_run(name: str | None) -> tuple[Path, dict[str, Any]]:
-    from gpt_tui.engine.runs import find_run, read_run, read_status
+    """A run that trains now, or is about to; its damaged files only matter when no trainer holds its lock."""
+    from gpt_tui.engine import runlock
+    from gpt_tui.engine.runs import find_run, read_status, run_state
 
     run_dir = find_run(name)
-    info = read_run(run_dir)
-    if info.status not in ("running", "starting"):
-        raise UserError(f"Run {run_dir.name} is not running (its status is {info.status}); `gpt-tui runs` lists them.")
+    state, problem = run_state(run_dir)
+    if state == "damaged":
+        if runlock.holder(run_dir) is not None:
+            return run_dir, {}  # its trainer takes requests through the control channel whatever its files say
+        raise UserError(f"Run {run_dir.name} is damaged ({problem}); nothing was sent to any process.")
+    if state == "stale":
+        raise UserError(f"Run {run_dir.name} is stale: no trainer holds its lock, and {_what_pid_is(read_status(run_dir))}; "
+                        f"nothing was signalled. Resume it with `gpt-tui train --resume {run_dir}`.")
+    if state not in ("running", "starting", "paused"):
+        raise UserError(f"Run {run_dir.name} is not running (its status is {state}); `gpt-tui runs` lists them.")
     return run_dir, read_status(run_dir)
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    import os
+def _what_pid_is(status: dict[str, Any]) -> str:
+    """What the pid a stale run's status names turned out to be, in words."""
+    from gpt_tui.engine.process_identity import valid_pid
+    from gpt_tui.engine.runs import process_alive
 
+    pid = status.get("pid")
+    if valid_pid(pid) is None:
+        return f"its status names pid {pid!r}, which is no trainer's process id"
+    if not process_alive(pid):
+        return f"its process {pid} has exited"
+    proof = "it started at another time" if status.get("pid_start") is not None else "the run recorded no start time to prove it"
+    return f"process {pid} is alive but is not its trainer ({proof})"
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop through the run's control channel; a signal goes only to a process proven to be the run's."""
     from gpt_tui.engine import runlock
+    from gpt_tui.engine.process_identity import signal_same_process
     from gpt_tui.engine.runs import read_run, request_control, write_status
 
     run_dir, status = _live_run(args.run)
     if runlock.holder(run_dir) is None:
-        # Still starting (or a trainer too old to lock its run): SIGTERM stops it, saving if it has trained.
-        pid = status.get("pid")
-        if pid:
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        if status.get("state") == "starting":
-            write_status(run_dir, "stopped", pid=pid, step=0)
-            print(f"Stopped {run_dir.name} before its first step.")
-        else:
-            print(f"Sent SIGTERM to process {pid}; it saves a checkpoint and stops after its current step.")
+        # A background run still starting: its launcher recorded the child's pid and start time.
+        pid, started = status.get("pid"), status.get("pid_start")
+        if status.get("state") != "starting" or not signal_same_process(pid, started, signal.SIGTERM):
+            raise UserError(f"Run {run_dir.name} holds no lock and the process it names is not its trainer; "
+                            "nothing was signalled.")
+        write_status(run_dir, "stopped", pid=pid, pid_start=started, step=0)
+        print(f"Stopped {run_dir.name} before its first step (sent SIGTERM to its process {pid}).")
         return 0
     request_control(run_dir, "stop")
     if args.no_wait:

@@ -1,0 +1,56 @@
+"""``gpt-tui train --detach``: start the run in a background process that outlives this terminal.
+
+The launcher picks the run directory, hands the child the same ``train`` flags
+and returns once the child is under way; it never loads torch, the child does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpt_tui.cli.train_flags import train_argv, train_overrides
+from gpt_tui.paths import expand_user
+
+
+def _detached_run_dir(args: argparse.Namespace) -> Path:
+    """--run-dir; else the run a resume continues; else (a new run, or a lone checkpoint file) a new folder."""
+    from gpt_tui.engine.ownership import model_in_checkpoint, run_home
+    from gpt_tui.engine.runs import new_run_dir
+
+    if args.run_dir:
+        return Path(args.run_dir)
+    if args.resume:
+        source = expand_user(args.resume)
+        home = source if source.is_dir() else run_home(source)
+        if home is not None:
+            return home
+        return new_run_dir(args.model or model_in_checkpoint(source) or "tiny")
+    return new_run_dir(args.model or "tiny")
+
+
+def _train_argv(args: argparse.Namespace) -> list[str]:
+    """The ``train`` flags the user gave, as ``--flag=value`` (a value starting with "-" stays a value)."""
+    argv = train_argv(train_overrides(args), skip=("run_dir", "run_id"))
+    if args.resume:
+        argv.append(f"--resume={expand_user(args.resume).resolve()}")
+    if args.init_from:
+        argv.append(f"--init-from={args.init_from}")
+    return argv
+
+
+def detach_train(args: argparse.Namespace) -> int:
+    from gpt_tui.engine.detach import start_detached, wait_until_running
+
+    run_dir = _detached_run_dir(args)
+    run = start_detached(_train_argv(args), run_dir)
+    state = wait_until_running(run)
+    where = run.run_dir
+    if state == "starting":
+        print(f"Training is starting in the background (pid {run.pid}): {where}")
+    else:
+        print(f"Training in the background (pid {run.pid}, {state}): {where}")
+    print(f"  follow it:  gpt-tui attach {where}")
+    print(f"  its log:    {run.log}")
+    print(f"  stop it:    gpt-tui stop {where}   (saves a checkpoint first)")
+    return 0

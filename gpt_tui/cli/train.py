@@ -1,0 +1,118 @@
+"""``gpt-tui train``: a training run in this process, printing the chapter-5 log, or (``--detach``) in the background.
+
+torch is imported only once a run starts here; ``--detach`` hands the run to
+another process (gpt_tui.cli.detach) without loading it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from gpt_tui.cli import console
+from gpt_tui.cli.detach import detach_train
+from gpt_tui.cli.signals import stop_in_order
+from gpt_tui.cli.train_flags import add_train_flags, train_overrides
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a model headless, printing the chapter-5 log",
+        epilog="Ctrl+C, SIGTERM or SIGHUP: finish the current step, save a checkpoint and exit (a second one exits "
+        "at once; saved checkpoints stay whole). SIGUSR1: save a checkpoint and go on. A run started with --detach "
+        "is controlled with `gpt-tui stop`, `gpt-tui checkpoint` and `gpt-tui attach`.",
+    )
+    add_train_flags(train)
+    train.add_argument("--resume", help="continue a run exactly: a run directory or a full checkpoint (one outside a "
+                       "run's checkpoints/ continues in --run-dir or a new run)")
+    train.add_argument("--init-from", help="start from these weights (a checkpoint, run, or GPT-2 weights) at step 0")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--detach", action="store_true",
+        help="train in a background process that survives closing the terminal; follow it with `gpt-tui attach`",
+    )
+    train.set_defaults(func=cmd_train)
+
+
+class TrainLog:
+    """Prints the chapter-5 log to stdout and a one-line progress bar to stderr; a dead stream only goes quiet."""
+
+    def __init__(self, show_bar: bool) -> None:
+        self.show_bar = show_bar and sys.stderr.isatty()
+        self._bar_visible = False
+        self._last_bar = 0.0
+
+    def _print(self, text: str) -> None:
+        self._clear_bar()
+        console.say(text)
+
+    def _clear_bar(self) -> None:
+        if self._bar_visible:
+            console.write(sys.stderr, "\r\033[K")
+            self._bar_visible = False
+
+    def __call__(self, event: Any) -> None:
+        from gpt_tui.engine import events as ev
+
+        if isinstance(event, ev.StartEvent):
+            where = f"resuming at step {event.start_step}" if event.start_step else "starting"
+            self._print(f"Run: {event.run_dir}")
+            self._print(
+                f"Device {event.device}, {event.num_parameters:,} parameters; "
+                f"training tokens: {event.train_tokens:,}, validation tokens: {event.val_tokens:,}; "
+                f"{event.train_batches} training / {event.val_batches} validation batches; "
+                f"{event.total_steps} steps, {where}."
+            )
+        elif isinstance(event, ev.EvalEvent):
+            self._print(
+                f"Ep {event.epoch} (Step {event.step:06d}): Train loss {event.train_loss:.3f}, Val loss {event.val_loss:.3f}"
+            )
+        elif isinstance(event, ev.SampleEvent):
+            self._print(event.text.replace("\n", " "))
+        elif isinstance(event, ev.CheckpointEvent):
+            self._print(f"Saved checkpoint {event.path}")
+        elif isinstance(event, ev.DoneEvent):
+            self._print(
+                f"{event.reason.capitalize()} at step {event.step} after {event.elapsed:.1f}s "
+                f"({event.tokens_seen:,} tokens seen)."
+            )
+        elif isinstance(event, ev.ErrorEvent):
+            self._clear_bar()
+        elif isinstance(event, ev.StepEvent) and self.show_bar:
+            now = time.monotonic()
+            if now - self._last_bar < 0.1 and event.step != event.total_steps:
+                return
+            self._last_bar = now
+            width = 30
+            done = int(width * event.step / max(event.total_steps, 1))
+            rate = event.tokens_per_sec
+            remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
+            self._bar_visible = console.write(
+                sys.stderr,
+                f"\r[{'#' * done}{'.' * (width - done)}] {event.step}/{event.total_steps} "
+                f"loss {event.loss:.3f} lr {event.lr:.2e} {rate:,.0f} tok/s ETA {remaining:.0f}s\033[K",
+            )
+
+
+_train_overrides = train_overrides  # the name tests and tools know
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if getattr(args, "detach", False):
+        return detach_train(args)  # returns without loading torch; the background process does
+    from gpt_tui.engine.trainer import Trainer, TrainConfig, resume_config
+
+    overrides = train_overrides(args)
+    if args.resume:
+        config = resume_config(args.resume, overrides)
+    else:
+        config = TrainConfig(**overrides)
+    trainer = Trainer(config, TrainLog(show_bar=not args.quiet), resume=args.resume, init_from=args.init_from)
+    with stop_in_order(trainer):
+        done = trainer.run()
+    if done.reason == "stopped" and trainer.dist.is_main:
+        console.say(f"Resume with: gpt-tui train --resume {trainer.run_dir}")
+    return 0

@@ -1,0 +1,159 @@
+"""What a training run is asked to do: the one set of defaults the CLI, the app and detached runs share.
+
+Kept free of torch so the app can read the defaults for its settings panel
+without paying for torch in its first frame; the trainer re-exports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from gpt_tui.engine.options import Rule, check_all, check_rules, flags_for, option
+from gpt_tui.engine.presets import MAX_CONTEXT, PRESET_NAMES, resolve_preset
+from gpt_tui.engine.sampling_config import MAX_NEW_TOKENS
+from gpt_tui.errors import UserError
+
+if TYPE_CHECKING:
+    from gpt_tui.engine.model import GPTConfig
+
+
+def _check_device(value: str) -> None:
+    name = value.strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return
+    raise UserError(f"Unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps.")
+
+
+def _check_model(value: str) -> None:
+    resolve_preset(value)
+
+
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class TrainConfig:
+    """Each field declares its option once (gpt_tui.engine.options); the form lists the labelled ones in this order."""
+
+    device: str = option(
+        "auto", str, "auto, cpu, cuda, cuda:N or mps", check=_check_device,
+        label="Device", form_help="auto picks cuda, then mps, then cpu",
+    )
+    model: str = option(
+        "tiny", str, "model preset: tiny, mini, gpt2-small (gpt2, 124M), gpt2-medium, gpt2-large, gpt2-xl",
+        check=_check_model, label="Model preset", form_choices=PRESET_NAMES,
+    )
+    data: str | None = option(  # None: the built-in corpus
+        None, str, "UTF-8 text file to train on (default: the built-in corpus)", optional=True,
+        label="Corpus file", form_help="a UTF-8 text file; empty: built-in Python docs", placeholder="built-in: python-docs",
+    )
+    context_length: int | None = option(  # None: the preset's
+        None, int, "tokens per training window (at most the model's context)", optional=True, minimum=1,
+        maximum=MAX_CONTEXT, label="Context length", form_help="tokens per window; off: the preset's",
+        refusal=f"context_length {{value}} is outside 1..{MAX_CONTEXT}, the most GPT-2's position table allows.",
+    )
+    stride: int | None = option(  # None: context_length (windows do not overlap)
+        None, int, "tokens between window starts (default: context length)", optional=True, minimum=1,
+    )
+    batch_size: int = option(8, int, "windows per batch", minimum=1, label="Batch size")
+    # the book's count; one epoch of the tiny model on the built-in corpus is ~120 steps
+    epochs: int = option(10, int, "passes over the training split", minimum=1, label="Epochs")
+    max_steps: int | None = option(
+        None, int, "optimizer steps to run (overrides --epochs)", optional=True, minimum=1,
+        label="Max steps", form_help="overrides epochs; off: run all epochs",
+    )
+    lr: float = option(4e-4, float, "peak learning rate", above=0, label="Learning rate")
+    min_lr: float | None = option(  # None: lr (no decay, as in the book)
+        None, float, "learning rate at the end of the cosine decay (default: --lr, no decay)", optional=True,
+        minimum=0, label="Min learning rate", form_help="cosine decay floor; off: constant lr",
+    )
+    warmup_steps: int = option(0, int, "steps of linear warmup", minimum=0, label="Warmup steps")
+    weight_decay: float = option(0.1, float, "AdamW weight decay", minimum=0, label="Weight decay")
+    beta1: float = option(0.9, float, "AdamW beta1 (first-moment decay)", minimum=0, below=1, label="Adam beta1")
+    beta2: float = option(0.999, float, "AdamW beta2 (second-moment decay)", minimum=0, below=1, label="Adam beta2")
+    grad_clip: float | None = option(  # None or 0: no clipping
+        1.0, float, "clip the global gradient norm to this (0: off)", optional=True, minimum=0, off_flag="0",
+        label="Gradient clip", form_help="max global norm; off: no clipping",
+        refusal="grad-clip cannot be negative, got {value}; use 0 to switch clipping off.",
+    )
+    grad_accum: int = option(1, int, "micro-batches per optimizer step", minimum=1, label="Grad accumulation")
+    eval_freq: int = option(5, int, "evaluate every N steps", minimum=1, label="Eval every (steps)")
+    eval_iter: int = option(5, int, "batches per evaluation", minimum=1, label="Eval batches")
+    train_ratio: float = option(
+        0.9, float, "share of the tokens used for training", above=0, below=1, label="Train ratio",
+    )
+    start_context: str = option(
+        "Every effort moves you", str, "prompt for the sample printed after each epoch",
+        label="Start context", form_help="prompt for the sample after each epoch",
+    )
+    sample_tokens: int = option(
+        50, int, "tokens in each epoch's sample", minimum=0, maximum=MAX_NEW_TOKENS, label="Sample tokens",
+        refusal=f"sample-tokens must be from 0 to {MAX_NEW_TOKENS:,} (the generation limit), got {{value}}; "
+        "use a smaller --sample-tokens, or 0 for no samples.",
+    )
+    seed: int = option(123, int, "random seed", minimum=0, maximum=MAX_SEED, label="Seed")
+    checkpoint_every: int = option(  # steps between periodic checkpoints; 0: no step bound
+        0, int, "also save every N steps (default 0: by time only; a final checkpoint is always saved)", minimum=0,
+        label="Checkpoint every", form_help="steps; 0: by time only",
+    )
+    checkpoint_minutes: float = option(  # also save once this long has passed since the last save; 0: no time bound
+        10.0, float, "save once this many minutes passed since the last checkpoint (default 10; 0: off)", minimum=0,
+        label="Checkpoint minutes", form_help="at most this much training lost to a crash; 0: off",
+        refusal="checkpoint-minutes must be 0 (no time bound) or more, got {value}.",
+    )
+    precision: str = option(
+        "auto", str, "auto, fp32 or bf16", choices=("auto", "fp32", "bf16"),
+        label="Precision", form_help="auto: bf16 where the hardware is fast at it",
+    )
+    run_dir: str | None = option(
+        None, str, "where to write config, metrics and checkpoints: a new or unused folder, unless resuming the run "
+        "there (default: a new run under the user data dir)", optional=True,
+    )
+    # the run that owns run_dir (gpt_tui.engine.ownership); set by the --detach launcher that made --run-dir
+    run_id: str | None = option(None, str, optional=True, hidden=True)
+    drop_rate: float | None = option(  # None: the preset's
+        None, float, "dropout rate (default: the preset's)", optional=True, minimum=0, below=1,
+    )
+    init: str = option(  # fresh weights: "book" (PyTorch defaults, as chapter 5) or "gpt2" (N(0, 0.02))
+        "book", str, "fresh weights: book (PyTorch defaults, as in chapter 5; the default) or gpt2 (N(0, 0.02))",
+        choices=("book", "gpt2"),
+    )
+    compile: bool = option(  # torch.compile the training step (pays off on GPUs for long runs)
+        False, bool, "torch.compile the training step (a minute to compile; pays off on GPUs for long runs)",
+    )
+
+    def validate(self) -> None:
+        check_all(self)
+        check_rules(self, TRAIN_RULES)
+
+    def model_config(self) -> "GPTConfig":
+        from gpt_tui.engine.model import get_preset  # torch: only where a model is built
+
+        return get_preset(self.model, context_length=self.context_length, drop_rate=self.drop_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _min_lr_at_most_lr(config: Any) -> str | None:
+    if config.min_lr is not None and config.min_lr > config.lr:
+        return f"min-lr must be between 0 and lr ({config.lr}), got {config.min_lr}."
+    return None
+
+
+# Rules that tie two options together; the app phrases them with its labels.
+TRAIN_RULES: tuple[Rule, ...] = (
+    Rule(("min_lr", "lr"), _min_lr_at_most_lr,
+         "Min learning rate ({min_lr:g}) must not exceed the learning rate ({lr:g})."),
+)
+
+
+def train_argv(values: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """``gpt-tui train`` flags that give a run these TrainConfig values: a detached run's, the app's background run's."""
+    return flags_for(values, TrainConfig, skip)

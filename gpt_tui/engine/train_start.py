@@ -1,0 +1,110 @@
+"""Where a run starts: fresh, imported (``--init-from``) or resumed weights, and the data it trains on.
+
+Everything is checked before the model is built (a resumable checkpoint, a
+context the model has positions for, enough batches for ``grad_accum``), so a
+bad combination costs a line of text, not a model's worth of memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt_tui.engine import checkpoint as ckpt
+from gpt_tui.engine import ownership
+from gpt_tui.engine.batches import DataSplits, make_loaders
+from gpt_tui.engine.model import GPTConfig, GPTModel, tie_head
+from gpt_tui.engine.token_cache import tokenize_corpus
+from gpt_tui.engine.train_options import TrainConfig
+from gpt_tui.engine.weights import LoadedModel, load_model
+from gpt_tui.errors import UserError
+
+
+def resume_config(source: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The training config stored in a checkpoint (or run dir), with explicit overrides applied."""
+    path = ckpt.resolve_checkpoint_path(source)
+    header = ckpt.read_header(path)
+    stored = header.get("train_state", {}).get("train_config")
+    if stored is None:
+        raise UserError(f"{source} holds weights only; pass its path as --init-from to fine-tune from it.")
+    config = TrainConfig.from_dict(stored)
+    # A run copied or moved elsewhere continues where it is now; a lone file never where its header says.
+    home = ownership.run_home(path)
+    config.run_dir = str(home) if home is not None else None
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    if not ownership.same_dir(config.run_dir, home) and "run_id" not in (overrides or {}):
+        config.run_id = None  # continuing in another folder is a run of its own
+    return config
+
+
+@dataclass
+class StartingPoint:
+    """The model a run trains and what its weights come from (at most one of the two)."""
+
+    model_config: GPTConfig
+    checkpoint: ckpt.Checkpoint | None = None  # resumed: weights, optimizer state, counters and RNG
+    imported: LoadedModel | None = None  # --init-from: weights only
+
+
+def starting_point(config: TrainConfig, resume_path: Path | None, init_from: str | None) -> StartingPoint:
+    """Read the checkpoint or weights a run starts from; settles ``config.context_length``."""
+    checkpoint = ckpt.load_checkpoint(resume_path, "cpu") if resume_path else None
+    if checkpoint is not None and checkpoint.kind != "full":
+        raise UserError(f"{resume_path} holds weights only and cannot be resumed; use it with --init-from to fine-tune.")
+
+    imported = None
+    if checkpoint is not None:
+        model_config = checkpoint.config
+    elif init_from:
+        imported = load_model(init_from, "cpu")
+        model_config = imported.config
+        if config.drop_rate is not None:
+            model_config = model_config.with_(drop_rate=config.drop_rate)
+    else:
+        model_config = config.model_config()
+    context = config.context_length or model_config.context_length
+    if context > model_config.context_length:
+        raise UserError(
+            f"context-length {context} is longer than the model's {model_config.context_length} positions; "
+            f"use --context-length {model_config.context_length} or less."
+        )
+    config.context_length = context
+    return StartingPoint(model_config, checkpoint, imported)
+
+
+def training_data(config: TrainConfig, world_size: int, *, pin_memory: bool) -> DataSplits:
+    """The corpus's training and validation batches; global batches, of which each rank takes its rows."""
+    assert config.context_length is not None  # settled by starting_point
+    tokens = tokenize_corpus(config.data)
+    splits = make_loaders(
+        tokens,
+        context_length=config.context_length,
+        stride=config.stride or config.context_length,
+        batch_size=config.batch_size * world_size,
+        train_ratio=config.train_ratio,
+        seed=config.seed,
+        pin_memory=pin_memory,
+    )
+    if len(splits.train) < config.grad_accum:
+        raise UserError(
+            f"The training split gives {len(splits.train)} batches per epoch, fewer than grad-accum {config.grad_accum}; "
+            "lower --grad-accum or --batch-size."
+        )
+    return splits
+
+
+def build_model(config: TrainConfig, start: StartingPoint, device: torch.device) -> GPTModel:
+    """The model on ``device``, initialised from ``config.seed`` and then given the starting weights, if any."""
+    torch.manual_seed(config.seed)
+    model = GPTModel(start.model_config, init=config.init)
+    if start.checkpoint is not None:
+        model.load_state_dict(start.checkpoint.model_state)
+    elif start.imported is not None:
+        model.load_state_dict(start.imported.model.state_dict())
+    model.to(device)
+    tie_head(model)
+    return model
