@@ -30,7 +30,8 @@ import torch
 from gpt_tui import fileio
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, SUFFIX, checkpoint_name  # noqa: F401  (re-exported)
 from gpt_tui.engine.checkpoint_names import STEP_NAME as _STEP_NAME
-from gpt_tui.engine.model import GPTConfig, GPTModel, tie_head
+from gpt_tui.engine.model import GPTConfig, GPTModel
+from gpt_tui.engine.model_build import StateMismatch, model_from_state
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
 
@@ -212,15 +213,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 def build_model(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> GPTModel:
     """A model with the checkpoint's config and weights, in eval mode."""
-    with torch.device("meta"):
-        model = GPTModel(checkpoint.config)
-    model = model.to_empty(device=device)
-    try:
-        model.load_state_dict(checkpoint.model_state, strict=True)
-    except RuntimeError as exc:
+    try:  # fresh float32 storage filled from the file's tensors, whatever dtype they were saved in
+        return model_from_state(checkpoint.config, checkpoint.model_state, device, torch.float32)
+    except StateMismatch as exc:
         raise UserError(f"Checkpoint {checkpoint.path} does not match its own config: {exc}".splitlines()[0]) from None
-    tie_head(model)
-    return model.eval()
 
 
 def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> GPTModel:

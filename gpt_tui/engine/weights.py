@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 from gpt_tui import fileio
 from gpt_tui.engine import hub
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR
+from gpt_tui.engine.hf_names import to_hf
 from gpt_tui.engine.weight_formats import HF_WEIGHT_FILES  # noqa: F401  (re-exported)
 from gpt_tui.engine.weight_io import ACCEPTED  # noqa: F401  (re-exported)
 from gpt_tui.engine.weight_io import first_line as _first_line
@@ -104,7 +105,6 @@ def import_weights(source: str | Path, name: str | None = None, overwrite: bool 
 
 def export_hf(source: str | Path, out_dir: str | Path) -> Path:
     """Write ``model.safetensors`` and ``config.json`` that ``GPT2LMHeadModel.from_pretrained`` loads."""
-    import torch
     from safetensors.torch import save_file
 
     weights = read_weights(source)
@@ -117,44 +117,14 @@ def export_hf(source: str | Path, out_dir: str | Path) -> Path:
     except OSError as exc:
         raise UserError(f"Cannot create {out}: {exc.strerror or exc}.") from None
 
-    tensors: dict[str, torch.Tensor] = {
-        "transformer.wte.weight": state["tok_emb.weight"],
-        "transformer.wpe.weight": state["pos_emb.weight"],
-        "transformer.ln_f.weight": state["ln_f.weight"],
-        "transformer.ln_f.bias": state["ln_f.bias"],
-    }
-    d = config.emb_dim
-    for i in range(config.n_layers):
-        src, dst = f"blocks.{i}.", f"transformer.h.{i}."
-        qkv_bias = state.get(src + "attn.qkv.bias")
-        tensors.update(
-            {
-                dst + "ln_1.weight": state[src + "ln1.weight"],
-                dst + "ln_1.bias": state[src + "ln1.bias"],
-                # Conv1D keeps (in, out): the transpose of nn.Linear's (out, in).
-                dst + "attn.c_attn.weight": state[src + "attn.qkv.weight"].t(),
-                # GPT2's c_attn always has a bias; a model trained without one exports zeros.
-                dst + "attn.c_attn.bias": qkv_bias if qkv_bias is not None else torch.zeros(3 * d),
-                dst + "attn.c_proj.weight": state[src + "attn.proj.weight"].t(),
-                dst + "attn.c_proj.bias": state[src + "attn.proj.bias"],
-                dst + "ln_2.weight": state[src + "ln2.weight"],
-                dst + "ln_2.bias": state[src + "ln2.bias"],
-                dst + "mlp.c_fc.weight": state[src + "mlp.fc.weight"].t(),
-                dst + "mlp.c_fc.bias": state[src + "mlp.fc.bias"],
-                dst + "mlp.c_proj.weight": state[src + "mlp.proj.weight"].t(),
-                dst + "mlp.c_proj.bias": state[src + "mlp.proj.bias"],
-            }
-        )
-    if not config.tie_weights:
-        tensors["lm_head.weight"] = state["head.weight"]
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}
+    tensors = to_hf(state, config)  # the same name table import reads with
     hf_config = {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "vocab_size": config.vocab_size,
         "n_positions": config.context_length,
         "n_ctx": config.context_length,
-        "n_embd": d,
+        "n_embd": config.emb_dim,
         "n_layer": config.n_layers,
         "n_head": config.n_heads,
         "n_inner": None,
