@@ -280,7 +280,8 @@ async def test_app_opened_on_a_stopped_run_shows_it_talks_to_it_and_start_contin
 
     app = new_app(run_dir=str(run_dir))
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: app.model_source.describe() != "untrained tiny", what="the run's checkpoint to load")
+        await wait_until(pilot, lambda: app.model_source.kind == "loaded" and not app.model_source.loading,
+                         what="the run's checkpoint to load")
         assert app.progress.step == 4 and app.progress.state == "stopped"
         assert app.history.train.xs[-1] == 4 and app.history.val.xs == [0, 2, 4]
         assert "step-00000004" in app.model_source.describe()

@@ -134,12 +134,12 @@ def _locked_run(w: World, tmp: Path, monkeypatch) -> str:
 
 
 def _full_disk(monkeypatch) -> None:
-    import safetensors.torch
+    from gpt_tui.engine import checkpoint
 
     def no_space(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(safetensors.torch, "save_file", no_space)
+    monkeypatch.setattr(checkpoint, "save_file", no_space)  # the writer every checkpoint save calls
 
 
 def _read_only_metrics(monkeypatch) -> None:

@@ -25,3 +25,22 @@ def test_cli_import_is_light():
     code = "import sys, gpt_tui.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_listing_runs_is_light(tmp_path):
+    """`gpt-tui runs` reads run folders (checkpoints included) by name only: no torch."""
+    run = tmp_path / "20260101-000000-tiny"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "status.json").write_text('{"state": "stopped", "step": 3}')
+    (run / "checkpoints" / "step-00000003.safetensors").write_bytes(b"")
+    code = (
+        "import sys\n"
+        "from gpt_tui.cli import main\n"
+        f"main(['runs', '--dir', {str(tmp_path)!r}])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert any(run.name in line for line in lines), result.stdout  # the run was read
+    assert lines[-1] == "False", result.stdout

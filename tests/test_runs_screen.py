@@ -317,6 +317,7 @@ def test_a_live_run_writes_its_weights_when_asked(corpus_and_init, tmp_path):
         trainer.unpause()
         worker.join(60)
     assert read_status(run_dir)["state"] == "finished" and trainer.step == 8
+    assert not target.exists()  # a model-sized file only a live run needs: gone once the run ends
 
 
 LIVE_TRAINER = (

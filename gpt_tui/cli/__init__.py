@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from gpt_tui import __version__
 from gpt_tui.cli import app, console, control, evaluate, generate, runs, train, weights
+from gpt_tui.engine.runtime import tune_malloc
 from gpt_tui.errors import UserError
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
@@ -44,8 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", app.cmd_app)
     if func in (app.cmd_app, train.cmd_train):
-        from gpt_tui.engine.runtime import tune_malloc
-
         tune_malloc()  # before any thread starts, so the app's training worker shares the main heap
     try:
         return int(func(args) or 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+# Deferred imports: the app (textual, ~0.3 s) loads only when it opens, never for headless commands.
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     app = sub.add_parser("app", help="open the terminal app (the default)")

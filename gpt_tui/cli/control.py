@@ -13,7 +13,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gpt_tui.engine import runlock
+from gpt_tui.engine.events import CheckpointEvent
+from gpt_tui.engine.process_identity import signal_same_process, valid_pid
+from gpt_tui.engine.runs import (
+    METRICS_FILE,
+    RunFollower,
+    find_run,
+    process_alive,
+    read_run,
+    read_status,
+    request_control,
+    run_state,
+    write_status,
+)
 from gpt_tui.errors import UserError
+
+# Deferred imports: the app (textual) loads only for `attach`, so `stop` and `checkpoint` stay quick.
 
 REQUEST_WAIT_S = 120.0
 
@@ -38,9 +54,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # ----- attach -----
 def _usable_run(name: str | None) -> Path:
     """A run to open; a damaged one only while its trainer lives (and rewrites what it needs)."""
-    from gpt_tui.engine import runlock
-    from gpt_tui.engine.runs import find_run, read_run
-
     run_dir = find_run(name)
     info = read_run(run_dir)
     if info.status == "damaged" and runlock.holder(run_dir) is None:
@@ -59,9 +72,6 @@ def cmd_attach(args: argparse.Namespace) -> int:
 # ----- stop / checkpoint -----
 def _live_run(name: str | None) -> tuple[Path, dict[str, Any]]:
     """A run that trains now, or is about to; its damaged files only matter when no trainer holds its lock."""
-    from gpt_tui.engine import runlock
-    from gpt_tui.engine.runs import find_run, read_status, run_state
-
     run_dir = find_run(name)
     state, problem = run_state(run_dir)
     if state == "damaged":
@@ -78,9 +88,6 @@ def _live_run(name: str | None) -> tuple[Path, dict[str, Any]]:
 
 def _what_pid_is(status: dict[str, Any]) -> str:
     """What the pid a stale run's status names turned out to be, in words."""
-    from gpt_tui.engine.process_identity import valid_pid
-    from gpt_tui.engine.runs import process_alive
-
     pid = status.get("pid")
     if valid_pid(pid) is None:
         return f"its status names pid {pid!r}, which is no trainer's process id"
@@ -92,10 +99,6 @@ def _what_pid_is(status: dict[str, Any]) -> str:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop through the run's control channel; a signal goes only to a process proven to be the run's."""
-    from gpt_tui.engine import runlock
-    from gpt_tui.engine.process_identity import signal_same_process
-    from gpt_tui.engine.runs import read_run, request_control, write_status
-
     run_dir, status = _live_run(args.run)
     if runlock.holder(run_dir) is None:
         # A background run still starting: its launcher recorded the child's pid and start time.
@@ -124,10 +127,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from gpt_tui.engine import runlock
-    from gpt_tui.engine.events import CheckpointEvent
-    from gpt_tui.engine.runs import METRICS_FILE, RunFollower, request_control
-
     run_dir, _ = _live_run(args.run)
     if runlock.holder(run_dir) is None:
         raise UserError(f"Run {run_dir.name} is still starting; ask again once it trains.")

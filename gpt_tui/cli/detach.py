@@ -10,14 +10,14 @@ import argparse
 from pathlib import Path
 
 from gpt_tui.cli.train_flags import train_argv, train_overrides
+from gpt_tui.engine.detach import start_detached, wait_until_running
+from gpt_tui.engine.ownership import model_in_checkpoint, run_home
+from gpt_tui.engine.runs import new_run_dir
 from gpt_tui.paths import expand_user
 
 
 def _detached_run_dir(args: argparse.Namespace) -> Path:
     """--run-dir; else the run a resume continues; else (a new run, or a lone checkpoint file) a new folder."""
-    from gpt_tui.engine.ownership import model_in_checkpoint, run_home
-    from gpt_tui.engine.runs import new_run_dir
-
     if args.run_dir:
         return Path(args.run_dir)
     if args.resume:
@@ -40,8 +40,6 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
 
 
 def detach_train(args: argparse.Namespace) -> int:
-    from gpt_tui.engine.detach import start_detached, wait_until_running
-
     run_dir = _detached_run_dir(args)
     run = start_detached(_train_argv(args), run_dir)
     state = wait_until_running(run)

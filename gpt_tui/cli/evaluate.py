@@ -8,6 +8,8 @@ from typing import Any
 from gpt_tui.cli.inference import load_for_inference
 from gpt_tui.errors import UserError
 
+# Deferred imports: torch and the model load in cmd_eval only; `gpt-tui --help` imports every subcommand.
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = sub.add_parser("eval", help="loss and perplexity of a checkpoint on both splits")

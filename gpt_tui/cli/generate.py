@@ -10,6 +10,8 @@ from gpt_tui.cli.inference import load_for_inference
 from gpt_tui.engine.options import add_flags, given_flags
 from gpt_tui.engine.sampling_config import SamplingConfig
 
+# Deferred imports: torch, tiktoken and the model load only when generating; `gpt-tui --help` imports this.
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen = sub.add_parser("generate", help="stream a continuation of a prompt to stdout")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# Deferred imports: torch and the weight readers load only when a model is, keeping `gpt-tui --help` light.
+
 
 def load_for_inference(source: str, device: str) -> Any:
     """The ``GPTModel`` in ``source`` (a checkpoint, run or foreign weights) on ``device``; torch loads here."""

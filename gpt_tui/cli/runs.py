@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gpt_tui.engine.runs import list_runs
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runs = sub.add_parser("runs", help="list training runs and their status")
@@ -12,8 +14,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from gpt_tui.engine.runs import list_runs
-
     runs = list_runs(args.dir)
     if not runs:
         print("No runs yet; start one with `gpt-tui train`.")

@@ -15,6 +15,7 @@ from gpt_tui.cli import console
 from gpt_tui.cli.detach import detach_train
 from gpt_tui.cli.signals import stop_in_order
 from gpt_tui.cli.train_flags import add_train_flags, train_overrides
+from gpt_tui.engine import events as ev
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,8 +56,6 @@ class TrainLog:
             self._bar_visible = False
 
     def __call__(self, event: Any) -> None:
-        from gpt_tui.engine import events as ev
-
         if isinstance(event, ev.StartEvent):
             where = f"resuming at step {event.start_step}" if event.start_step else "starting"
             self._print(f"Run: {event.run_dir}")

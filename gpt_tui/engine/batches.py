@@ -4,23 +4,18 @@ Windows and batches are made on demand from the (memory-mapped) token array:
 one vectorised gather per batch, never a list of tensors per window. The order
 of shuffled batches depends only on (seed, epoch), which makes resuming from a
 batch index reproduce exactly the batches a run would have seen.
-
-torch is imported only where a tensor is made, so splitting a corpus and
-counting its batches costs no torch import.
 """
 
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
+import torch
 
 from gpt_tui.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 Batch = tuple["torch.Tensor", "torch.Tensor"]
 
@@ -50,8 +45,6 @@ class TokenWindows:
         return self._count
 
     def __getitem__(self, index: int) -> Batch:
-        import torch
-
         i = operator.index(index)
         if i < 0:
             i += self._count
@@ -65,8 +58,6 @@ class TokenWindows:
 
     def gather(self, indices: np.ndarray) -> Batch:
         """Inputs and targets of the given windows as ``(B, L)`` long tensors, in one gather."""
-        import torch
-
         starts = np.asarray(indices, dtype=np.int64) * self.stride
         offsets = starts[:, None] + np.arange(self.context_length + 1, dtype=np.int64)
         block = np.asarray(self.tokens[offsets], dtype=np.int64)
@@ -143,8 +134,6 @@ class BatchLoader:
 
 
 def _cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 

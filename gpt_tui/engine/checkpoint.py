@@ -26,10 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from gpt_tui import fileio
-from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, SUFFIX, checkpoint_name  # noqa: F401  (re-exported)
-from gpt_tui.engine.checkpoint_names import STEP_NAME as _STEP_NAME
+from gpt_tui.engine.checkpoint_names import (  # noqa: F401  (re-exported)
+    CHECKPOINTS_SUBDIR,
+    SUFFIX,
+    checkpoint_name,
+    list_checkpoints,
+)
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.model_build import StateMismatch, model_from_state
 from gpt_tui.errors import UserError
@@ -104,8 +110,6 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; with an optimizer it is a full, resumable one."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     tensors = _model_tensors(model)
     header: dict[str, Any] = {
@@ -143,8 +147,6 @@ def _atomic_save(path: Path, write: Any) -> None:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """The JSON header of a gpt-tui checkpoint, without reading tensors."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Checkpoint {path} does not exist.")
@@ -174,8 +176,6 @@ def is_checkpoint(path: str | Path) -> bool:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint onto ``device`` (any device: tensors are stored on the CPU)."""
-    from safetensors import safe_open
-
     path = Path(path)
     header = read_header(path)
     model_state: dict[str, torch.Tensor] = {}
@@ -285,15 +285,6 @@ def restore_rng(checkpoint: Checkpoint) -> None:
     cuda = [checkpoint.rng_state[k] for k in sorted(checkpoint.rng_state) if k.startswith("cuda.")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Step checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / CHECKPOINTS_SUBDIR
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:

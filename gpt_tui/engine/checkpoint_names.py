@@ -7,6 +7,7 @@ name only; gpt_tui.engine.checkpoint (which needs torch) re-exports these.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 SUFFIX = ".safetensors"
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -15,3 +16,12 @@ STEP_NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}{SUFFIX}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Step checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS_SUBDIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_NAME.match(p.name))]
+    return [p for _, p in sorted(found)]

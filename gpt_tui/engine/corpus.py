@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from pydoc_data.topics import topics
 
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
@@ -31,8 +32,6 @@ def is_builtin(path: str | None) -> bool:
 @functools.lru_cache(maxsize=1)
 def default_corpus_text() -> str:
     """The built-in corpus; topics joined in sorted-key order so it is the same on every run."""
-    from pydoc_data.topics import topics
-
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 

@@ -30,6 +30,7 @@ from typing import Sequence
 import gpt_tui
 from gpt_tui import fileio, paths
 from gpt_tui.engine import ownership, runs
+from gpt_tui.engine.process_identity import valid_pid
 from gpt_tui.errors import UserError
 
 LOG_FILE = "train.log"
@@ -161,8 +162,6 @@ def wait_until_running(run: DetachedRun, timeout: float = START_TIMEOUT_S, poll_
 
 def detached_pid(run_dir: str | Path) -> int | None:
     """The pid ``start_detached`` recorded for a run, if any (not proof that it is still the run's: see runs.run_is_live)."""
-    from gpt_tui.engine.process_identity import valid_pid
-
     try:
         text = (Path(run_dir) / PID_FILE).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):

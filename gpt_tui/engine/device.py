@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import torch
+
 from gpt_tui.errors import UserError
 
 
 def available_devices() -> list[str]:
     """Devices this machine can use, best first, always ending with "cpu"."""
-    import torch
-
     found: list[str] = []
     if torch.cuda.is_available():
         found.append("cuda")
@@ -22,8 +22,6 @@ def available_devices() -> list[str]:
 
 def resolve_device(name: str | None = "auto") -> "torch.device":  # noqa: F821
     """``auto`` means cuda, then mps, then cpu; a named device must exist here."""
-    import torch
-
     name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device(available_devices()[0])
@@ -47,7 +45,5 @@ def resolve_device(name: str | None = "auto") -> "torch.device":  # noqa: F821
 
 def model_device(model: "torch.nn.Module") -> "torch.device":  # noqa: F821
     """Where the model's weights are (the CPU for a model without parameters)."""
-    import torch
-
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")

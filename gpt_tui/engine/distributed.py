@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from gpt_tui.engine.device import resolve_device
 from gpt_tui.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,6 @@ def from_env() -> DistInfo:
 
 def device_for(info: DistInfo, requested: str) -> "torch.device":
     """Each GPU rank uses GPU LOCAL_RANK; ``--device cpu`` (or a machine without CUDA) runs every rank on the CPU."""
-    import torch
-
-    from gpt_tui.engine.device import resolve_device
-
     name = (requested or "auto").strip().lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -92,8 +89,6 @@ def device_for(info: DistInfo, requested: str) -> "torch.device":
 
 def init(info: DistInfo, device: "torch.device") -> bool:
     """Join the process group (NCCL for GPUs, gloo for CPUs); True when this call created it."""
-    import torch.distributed as dist
-
     if not info.enabled or dist.is_initialized():
         return False
     if not dist.is_available():
@@ -105,15 +100,11 @@ def init(info: DistInfo, device: "torch.device") -> bool:
 
 
 def shutdown() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def wrap(model: "torch.nn.Module", device: "torch.device") -> "torch.nn.Module":
-    from torch.nn.parallel import DistributedDataParallel
-
     if device.type == "cuda":
         return DistributedDataParallel(model, device_ids=[device.index], output_device=device.index)
     return DistributedDataParallel(model)
@@ -121,8 +112,6 @@ def wrap(model: "torch.nn.Module", device: "torch.device") -> "torch.nn.Module":
 
 def all_reduce_sum(tensor: "torch.Tensor") -> "torch.Tensor":
     """Sum ``tensor`` over ranks in place (a no-op in a single process)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor

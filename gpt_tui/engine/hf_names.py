@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
+if TYPE_CHECKING:
     from gpt_tui.engine.model import GPTConfig
 
 # gpt-tui name -> Hugging Face name, outside the blocks.
@@ -53,8 +53,6 @@ def name_pairs(layers: int, qkv_bias: bool = True) -> Iterator[tuple[str, str, b
 
 def to_hf(state: dict[str, "torch.Tensor"], config: "GPTConfig") -> dict[str, "torch.Tensor"]:
     """gpt-tui's state renamed for ``GPT2LMHeadModel``: CPU float32, contiguous, ``transformer.`` prefixed."""
-    import torch
-
     tensors: dict[str, torch.Tensor] = {}
     for ours, theirs, transposed in name_pairs(config.n_layers):
         if ours.endswith(QKV_BIAS) and ours not in state:  # a model trained without the bias exports zeros

@@ -16,6 +16,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx2  # huggingface_hub's HTTP client
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
 from gpt_tui.errors import UserError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -57,8 +61,6 @@ def is_offline() -> bool:
     """Offline by the environment now, or by what huggingface_hub read when it was imported (it blocks requests then)."""
     if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE")):
         return True
-    from huggingface_hub import constants
-
     return bool(constants.is_offline_mode())
 
 
@@ -83,8 +85,6 @@ def repo_candidates(model_id: str) -> list[str]:
 
 def find_cached(model_id: str, cache_dir: str | Path | None = None) -> Path | None:
     """The cached snapshot folder holding ``config.json`` and a weights file for ``model_id``, if any; no network."""
-    from huggingface_hub import try_to_load_from_cache
-
     cache = str(cache_dir or hf_cache_dir())
     for repo_id in repo_candidates(model_id):
         try:
@@ -114,8 +114,6 @@ def manual_instructions(model: str, cache_dir: Path) -> str:
 
 def _probe(repo_id: str, endpoint: str) -> None:
     """One quick metadata request, so that no network fails in seconds instead of after retries with backoff."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-
     outcome: dict[str, BaseException | None] = {}
 
     def request() -> None:
@@ -137,10 +135,6 @@ def _probe(repo_id: str, endpoint: str) -> None:
 
 
 def _is_network_error(exc: BaseException) -> bool:
-    import httpx2  # huggingface_hub's HTTP client
-
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
     return isinstance(exc, (httpx2.TransportError, OfflineModeIsEnabled, TimeoutError, ConnectionError))
 
 
@@ -150,9 +144,6 @@ def download(model: str, cache_dir: str | Path | None = None, tqdm_class: Any = 
     Already cached files are not fetched again. Offline, or with the Hub out of
     reach, this fails within seconds with a message saying where to put the files by hand.
     """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
-
     short = canonical_name(model)
     if short is None:
         choices = ", ".join(list(MODEL_REPOS) + list(MODEL_ALIASES))

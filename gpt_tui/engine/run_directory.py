@@ -21,7 +21,7 @@ from gpt_tui import fileio
 from gpt_tui.engine import ownership, runlock
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, checkpoint_name
 from gpt_tui.engine.events import TrainEvent, event_to_record
-from gpt_tui.engine.runs import CONFIG_FILE, METRICS_FILE, new_run_dir, take_control_requests, write_status
+from gpt_tui.engine.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, new_run_dir, take_control_requests, write_status
 from gpt_tui.engine.train_options import TrainConfig
 from gpt_tui.errors import UserError
 
@@ -96,6 +96,8 @@ class RunDirectory:
             self._control_thread.join(timeout=5)  # gone before the interpreter shuts down
             self._control_thread = None
         if self._lock is not None:
+            with contextlib.suppress(OSError):  # a live run's snapshot for attached apps; its checkpoints remain
+                (self.path / WEIGHTS_FILE).unlink()
             self._lock.release()
             self._lock = None
 

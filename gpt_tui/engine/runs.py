@@ -29,8 +29,10 @@ from typing import Any
 
 from gpt_tui import fileio, paths
 from gpt_tui.engine import runlock
+from gpt_tui.engine.checkpoint_names import list_checkpoints
 from gpt_tui.engine.events import EvalEvent, StepEvent, TrainEvent, record_to_event
 from gpt_tui.engine.process_identity import is_zombie, same_process, start_time, valid_pid
+from gpt_tui.errors import UserError
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -154,8 +156,6 @@ def new_run_dir(model: str, *, create: bool = True) -> Path:
     Made with an exclusive mkdir (the next suffix on a clash), so two runs
     started in the same second never share one; ``create=False`` only names one.
     """
-    from gpt_tui.errors import UserError
-
     base = paths.runs_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}"
     n = 1
     while create:
@@ -217,8 +217,6 @@ def run_state(run_dir: str | Path) -> tuple[str, str | None]:
 
 def read_run(run_dir: str | Path) -> RunInfo:
     """What ``gpt-tui runs`` shows of a run; never fails on damaged files (the run is "damaged", and says why)."""
-    from gpt_tui.engine.checkpoint import list_checkpoints
-
     run_dir = Path(run_dir)
     problems: list[str] = []
     state, problem = run_state(run_dir)
@@ -273,8 +271,6 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
 
 def find_run(name_or_path: str | None) -> Path:
     """A run directory from a path, a run name under runs/, or (None) the newest run."""
-    from gpt_tui.errors import UserError
-
     if name_or_path:
         candidate = paths.expand_user(name_or_path)
         if candidate.is_dir():
@@ -343,8 +339,6 @@ def request_control(run_dir: str | Path, action: str) -> Path:
     ``weights`` writes the current weights to WEIGHTS_FILE (model only) for an
     attached app to talk to.
     """
-    from gpt_tui.errors import UserError
-
     if action not in CONTROL_ACTIONS:
         raise UserError(f"Unknown run request {action!r}; use one of {', '.join(CONTROL_ACTIONS)}.")
     folder = Path(run_dir) / CONTROL_DIR

@@ -14,8 +14,10 @@ import os
 from importlib import resources
 from typing import TYPE_CHECKING, Sequence
 
+import tiktoken
+import tiktoken.load
+
 if TYPE_CHECKING:
-    import tiktoken
     import torch
 
 EOT_TOKEN = "<|endoftext|>"
@@ -37,9 +39,6 @@ def _bpe_files() -> tuple[str, str]:
 @functools.lru_cache(maxsize=1)
 def get_tokenizer() -> "tiktoken.Encoding":
     """The GPT-2 encoding (vocabulary 50257, ``<|endoftext|>`` = 50256), built without network."""
-    import tiktoken
-    import tiktoken.load
-
     vocab_bpe, encoder_json = _bpe_files()
     # tiktoken copies even local files into its cache dir unless this is "".
     previous = os.environ.get("TIKTOKEN_CACHE_DIR")
@@ -76,7 +75,7 @@ def decode(ids: Sequence[int]) -> str:
 
 def text_to_token_ids(text: str) -> "torch.Tensor":
     """Ids as a ``(1, T)`` long tensor: the batch dimension the model expects."""
-    import torch
+    import torch  # deferred: text_stream and the sampling checks use this module without torch
 
     return torch.tensor(encode(text), dtype=torch.long).unsqueeze(0)
 

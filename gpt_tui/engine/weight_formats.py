@@ -16,15 +16,16 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from safetensors import safe_open
 
 from gpt_tui.engine import hub, tf_checkpoint
+from gpt_tui.engine.checkpoint import load_checkpoint
 from gpt_tui.engine.weight_io import first_line, load_safetensors, read_json, torch_load
 from gpt_tui.engine.weight_layouts import KIND_NATIVE, KIND_TF, Weights, from_book, from_hf, from_native, strip_wrappers
 from gpt_tui.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TORCH_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt"}
@@ -125,8 +126,6 @@ def _is_tensorflow(path: Path) -> bool:
 
 
 def _read_tensorflow(path: Path) -> Weights:
-    import torch
-
     if path.is_dir():
         folder, prefix = path, tf_checkpoint.find_checkpoint_prefix(path)
     elif path.is_file():
@@ -154,15 +153,12 @@ def _is_safetensors(path: Path) -> bool:
 
 
 def _read_safetensors(path: Path) -> Weights:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
     except Exception as exc:  # safetensors reports damage with its own exception types
         raise UserError(f"{path} is corrupt or truncated ({first_line(exc)}); download or copy it again.") from None
     if "gpt_tui" in metadata:  # a gpt-tui checkpoint: its header holds the config
-        from gpt_tui.engine.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(path, "cpu")
         return Weights(checkpoint.config, dict(checkpoint.model_state), KIND_NATIVE, path)

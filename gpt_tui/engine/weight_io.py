@@ -9,14 +9,15 @@ Damage of any kind (truncation, bad JSON, a foreign pickle) becomes one
 from __future__ import annotations
 
 import json
+import pickle
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
 
 from gpt_tui.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 # What every refusal of a source lists, so the user sees what would have worked.
 ACCEPTED = (
@@ -46,8 +47,6 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def load_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors reports damage with its own exception types
@@ -56,10 +55,6 @@ def load_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
 
 def torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:
     """A pickled state dict via ``weights_only=True``: tensors and plain containers only, never code."""
-    import pickle
-
-    import torch
-
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -79,8 +74,6 @@ def torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | 
 
 def _unwrap_state(obj: Any, path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:
     """The tensors of a state dict, also inside the usual training-checkpoint wrappers."""
-    import torch
-
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors. Accepted: {ACCEPTED}.")
     config = next((obj[k] for k in _CONFIG_KEYS if isinstance(obj.get(k), dict)), None)

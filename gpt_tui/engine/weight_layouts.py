@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from gpt_tui.engine import hf_names, hub
+from gpt_tui.engine.model import GPTConfig
+from gpt_tui.engine.model_build import meta_model
 from gpt_tui.errors import UserError
 
 if TYPE_CHECKING:
-    import torch
 
     from gpt_tui.engine.model import GPTConfig
 
@@ -113,8 +116,6 @@ def config_from_shapes(
 
     The head count leaves no trace in the shapes; dropout is 0.0 for imported weights (see ``weights``).
     """
-    from gpt_tui.engine.model import GPTConfig
-
     vocab, width = tok_emb.shape
     return GPTConfig(
         vocab_size=int(vocab),
@@ -206,8 +207,6 @@ def _check_hf_config(hf_config: dict[str, Any] | None, path: Path) -> None:
 
 def from_book(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:
     """The book's GPTModel: separate W_query/W_key/W_value (nn.Linear), LayerNorm scale/shift, out_head."""
-    import torch
-
     tok = _require(state, "tok_emb.weight", path)
     pos = _require(state, "pos_emb.weight", path)
     layers = _layer_count(set(state), r"trf_blocks\.(\d+)\.", path)
@@ -266,8 +265,6 @@ def from_native(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[
 
 def finish(config: "GPTConfig", state: dict[str, "torch.Tensor"], kind: str, path: Path, origin: dict[str, str]) -> Weights:
     """Check names and shapes against the config, cut a padded vocabulary, make everything float32."""
-    import torch
-
     notes: list[str] = []
     if config.vocab_size > GPT2_VOCAB:
         notes.append(f"vocabulary cut from {config.vocab_size} to GPT-2's {GPT2_VOCAB} (padding rows dropped)")
@@ -304,6 +301,4 @@ def finish(config: "GPTConfig", state: dict[str, "torch.Tensor"], kind: str, pat
 
 
 def _expected_shapes(config: "GPTConfig") -> dict[str, tuple[int, ...]]:
-    from gpt_tui.engine.model_build import meta_model
-
     return {k: tuple(v.shape) for k, v in meta_model(config).state_dict().items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt_tui.engine import hub
+from gpt_tui.engine import checkpoint as ckpt, hub
 from gpt_tui.engine.weight_formats import detect_format
 from gpt_tui.engine.weight_io import ACCEPTED
 from gpt_tui.engine.weight_layouts import Weights
@@ -67,8 +67,6 @@ def read_path(path: Path) -> Weights:
 
 def _read_folder(folder: Path) -> Weights:
     """A folder no format claims: a run directory, a Hugging Face cache entry, or one holding a single weights file."""
-    from gpt_tui.engine import checkpoint as ckpt
-
     if (folder / ckpt.CHECKPOINTS_SUBDIR).is_dir():  # a run directory: its newest checkpoint that reads back
         return read_path(ckpt.latest_checkpoint(folder))
     if folder.name.startswith("models--") and "snapshots" in {p.name for p in folder.iterdir()}:

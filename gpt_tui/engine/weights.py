@@ -41,17 +41,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safetensors.torch import save_file
+
 from gpt_tui import fileio
 from gpt_tui.engine import hub
+from gpt_tui.engine.checkpoint import save_checkpoint
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR
 from gpt_tui.engine.hf_names import to_hf
+from gpt_tui.engine.model_build import StateMismatch, model_from_state
 from gpt_tui.engine.weight_formats import HF_WEIGHT_FILES  # noqa: F401  (re-exported)
 from gpt_tui.engine.weight_io import ACCEPTED  # noqa: F401  (re-exported)
 from gpt_tui.engine.weight_io import first_line as _first_line
 from gpt_tui.engine.weight_layouts import GPT2_VOCAB, LAYER_NORM_EPS, Weights
 from gpt_tui.engine.weight_sources import read_weights
-from gpt_tui.errors import UserError
-from gpt_tui.paths import expand_user
+from gpt_tui.errors import AlreadyExistsError, UserError
+from gpt_tui.paths import expand_user, models_dir
 
 if TYPE_CHECKING:
     import torch
@@ -88,10 +92,6 @@ def import_weights(source: str | Path, name: str | None = None, overwrite: bool 
     and ``gpt-tui train --init-from`` fine-tunes from it. A model of that name
     is replaced only with ``overwrite`` (AlreadyExistsError otherwise).
     """
-    from gpt_tui.engine.checkpoint import save_checkpoint
-    from gpt_tui.errors import AlreadyExistsError
-    from gpt_tui.paths import models_dir
-
     weights = read_weights(source)
     name = _checked_name(name) if name else _default_name(source, weights)
     target = models_dir() / f"{name}.safetensors"
@@ -105,8 +105,6 @@ def import_weights(source: str | Path, name: str | None = None, overwrite: bool 
 
 def export_hf(source: str | Path, out_dir: str | Path) -> Path:
     """Write ``model.safetensors`` and ``config.json`` that ``GPT2LMHeadModel.from_pretrained`` loads."""
-    from safetensors.torch import save_file
-
     weights = read_weights(source)
     config, state = weights.config, weights.state
     out = expand_user(out_dir)
@@ -152,8 +150,6 @@ def export_hf(source: str | Path, out_dir: str | Path) -> Path:
 
 def _build(weights: Weights, device: "str | torch.device") -> "GPTModel":
     """A model holding the weights without a second copy (built on the meta device, tensors assigned)."""
-    from gpt_tui.engine.model_build import StateMismatch, model_from_state
-
     try:
         return model_from_state(weights.config, weights.state, device)
     except StateMismatch as exc:  # a gpt-tui checkpoint whose tensors do not match the config in its header

@@ -30,6 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
+from gpt_tui.engine.events import CheckpointEvent, DoneEvent, SampleEvent
 from gpt_tui.errors import UserError
 from gpt_tui.tui import attach, messages
 from gpt_tui.tui.app_settings import SettingsHandling
@@ -225,7 +226,6 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         events = self.buffer.drain()
         if not events:
             return 0
-        from gpt_tui.engine.events import CheckpointEvent, DoneEvent, SampleEvent
 
         fold_events(self.progress, self.history, events)
         for event in events:

@@ -25,10 +25,13 @@ from textual.widget import Widget
 
 from gpt_tui.engine import runlock
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, STEP_NAME
+from gpt_tui.engine.detach import start_detached
 from gpt_tui.engine.events import CheckpointEvent
-from gpt_tui.engine.runs import RunFollower, read_status, run_is_live
+from gpt_tui.engine.runs import RunFollower, new_run_dir, read_status, run_is_live
+from gpt_tui.engine.train_options import train_argv
 from gpt_tui.errors import UserError
 from gpt_tui.tui.compare import CombinedHistory, ComparedRun, compare_with
+from gpt_tui.tui.config import train_config_kwargs
 from gpt_tui.tui.messages import AttachmentEnded, AttachmentFailed, AttachmentStarted, BackgroundStarted, RunPolled, RunSeen
 from gpt_tui.tui.remote_run import RemoteRun
 from gpt_tui.tui.run_weights import RunWeights
@@ -135,9 +138,6 @@ def attach_to(app: App[Any], run_dir: str | Path) -> RunAttachment:
 
 def background_train_args(training: Any) -> list[str]:
     """``gpt-tui train`` flags for the app's training settings (a TrainingSettings)."""
-    from gpt_tui.engine.train_options import train_argv
-    from gpt_tui.tui.config import train_config_kwargs
-
     return train_argv(train_config_kwargs(training))
 
 
@@ -155,9 +155,6 @@ def start_background(app: Any) -> None:
 
 def _launch(app: App[Any], resume: str | None, training: Any) -> None:
     """The worker: start the process, then tell the app (BackgroundStarted), which attaches to it."""
-    from gpt_tui.engine.detach import start_detached
-    from gpt_tui.engine.runs import new_run_dir
-
     if resume:
         run_dir, argv = Path(resume), [f"--resume={Path(resume).resolve()}"]
     else:

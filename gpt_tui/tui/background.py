@@ -8,10 +8,13 @@ run it starts or follows here.
 
 from __future__ import annotations
 
+import os
 import weakref
 from pathlib import Path
 from typing import Any
 
+from gpt_tui.engine import runlock
+from gpt_tui.engine.runs import run_is_live
 from gpt_tui.tui.run_list import visible
 
 _STARTED: "weakref.WeakKeyDictionary[Any, list[Path]]" = weakref.WeakKeyDictionary()
@@ -26,11 +29,6 @@ def remember(app: Any, run_dir: str | Path) -> None:
 
 def live_background_runs(app: Any) -> list[Path]:
     """Runs started from ``app`` or attached in it that still train in another process."""
-    import os
-
-    from gpt_tui.engine import runlock
-    from gpt_tui.engine.runs import run_is_live
-
     me = os.getpid()
     return [run for run in _STARTED.get(app, []) if runlock.holder(run) != me and run_is_live(run)]
 

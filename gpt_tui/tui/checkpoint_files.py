@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gpt_tui import paths
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, STEP_NAME, SUFFIX
+from gpt_tui.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,6 @@ def find_checkpoints() -> list[CheckpointEntry]:
 
 def delete_checkpoint(path: Path) -> None:
     """Remove one checkpoint file; only files inside the data dir may be removed this way."""
-    from gpt_tui.errors import UserError
-
     data = paths.data_dir().resolve()
     target = path.resolve()
     if data not in target.parents or target.suffix != SUFFIX:

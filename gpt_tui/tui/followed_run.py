@@ -11,6 +11,7 @@ from typing import Any
 from gpt_tui.tui import attach, messages
 from gpt_tui.tui.background import remember
 from gpt_tui.tui.fold import fold_events
+from gpt_tui.tui.run_list import visible
 
 
 class FollowedRunHandlers:
@@ -23,6 +24,7 @@ class FollowedRunHandlers:
     resume_from: str | None
     model_source: Any
     training_pane: Any
+    repl: Any
 
     def on_background_started(self, message: messages.BackgroundStarted) -> None:
         remember(self, message.run_dir)
@@ -42,6 +44,10 @@ class FollowedRunHandlers:
         self.buffer.drain()
         self.history.clear()
         self.progress.reset_for_start()
+        self.repl.note(  # the welcome above speaks of a fresh run; this app shows another one
+            f"Following run {visible(message.run_dir.name)}: its chart and counters come from its folder as it "
+            "trains; F6 stops it (saving a checkpoint), F8 saves one now. Replies come from its newest weights."
+        )
 
     def on_attachment_ended(self, message: messages.AttachmentEnded) -> None:
         self.model_source.drop_refresher(message.refresher)

@@ -39,9 +39,9 @@ class CheckpointSaved(Message):
 
 
 class WeightsLoaded(Message):
-    """Weights were read from a file: the REPL talks to them from now on."""
+    """A load of weights ended: the REPL talks to ``loaded`` from now on; None: the load failed."""
 
-    def __init__(self, loaded: "LoadedModel") -> None:
+    def __init__(self, loaded: "LoadedModel | None") -> None:
         super().__init__()
         self.loaded = loaded
 
@@ -74,12 +74,16 @@ class RunHistoryRead(Message):
 
 
 class SavedRunRead(Message):
-    """A run read from disk (``--run-dir``, or the newest run offered on launch)."""
+    """A run read from disk (``--run-dir``, or the newest run offered on launch).
 
-    def __init__(self, saved: "SavedRun", offer: bool) -> None:
+    ``pending``: the model source's wait for the run's checkpoint, begun before the run was read.
+    """
+
+    def __init__(self, saved: "SavedRun", offer: bool, pending: threading.Event | None = None) -> None:
         super().__init__()
         self.saved = saved
         self.offer = offer
+        self.pending = pending
 
 
 class BackgroundStarted(Message):

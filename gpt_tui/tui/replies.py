@@ -17,6 +17,8 @@ from gpt_tui.tui.config import sampling_config_kwargs
 from gpt_tui.tui.repl import ReplPane
 from gpt_tui.tui.slash import HELP_LINES, is_slash, run_slash
 
+# Deferred imports: generation needs torch, which loads on the first reply, not for the app's first frame.
+
 
 def reply_footer(status: str, stats: Any, label: str, stable: bool = False) -> str:
     """The line under a reply: tokens, speed (not in ``stable`` screenshots), the weights, and how it ended."""

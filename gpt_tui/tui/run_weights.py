@@ -14,20 +14,24 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from gpt_tui.engine import runlock
+from gpt_tui.engine.checkpoint_names import list_checkpoints
 from gpt_tui.engine.runs import WEIGHTS_FILE, request_control
 from gpt_tui.errors import UserError
 from gpt_tui.tui.messages import RunWeightsLoaded
+from gpt_tui.tui.model_source import LoadedModel, load_model_file
 from gpt_tui.tui.run_list import visible
 
-if TYPE_CHECKING:
-    from gpt_tui.tui.model_source import LoadedModel
+# Deferred imports: gpt_tui.engine.checkpoint needs torch, which the app's first frame must not load.
 
 LIVE_WEIGHTS_MAX_AGE_S = 10.0  # a reply reuses a live run's snapshot younger than this
-LIVE_WEIGHTS_WAIT_S = 5.0  # how long a reply waits for a live run to answer before using what it has
+# The trainer answers between steps, and a big model's step can take many seconds: a reply waits
+# this long at most, and no longer than the run lives.
+LIVE_WEIGHTS_WAIT_S = 60.0
 POLL_S = 0.05
 
 
@@ -48,10 +52,15 @@ def fetch_live_snapshot(run_dir: str | Path, timeout: float = LIVE_WEIGHTS_WAIT_
     before = _identity(target)
     request_control(run_dir, "weights")
     deadline = time.monotonic() + timeout
+    next_liveness_check = 0.0
     while time.monotonic() < deadline:
         now = _identity(target)
         if now is not None and now != before:
             return target
+        if time.monotonic() >= next_liveness_check:
+            if runlock.holder(run_dir) is None:
+                return None  # the run ended (or was never live): nobody will answer
+            next_liveness_check = time.monotonic() + 1.0
         time.sleep(POLL_S)
     return None
 
@@ -85,8 +94,6 @@ class RunWeights:
 
     def expect(self, app: Any) -> None:
         """On attaching: if the run has a checkpoint, replies from now on wait for it."""
-        from gpt_tui.engine.checkpoint import list_checkpoints
-
         self.bind(app)
         if self._pending is None and list_checkpoints(self.run_dir):
             self._pending = app.model_source.begin_loading()
@@ -129,7 +136,6 @@ class RunWeights:
 
     def _newest_checkpoint(self) -> "tuple[LoadedModel, int | None] | None":
         from gpt_tui.engine.checkpoint import latest_checkpoint
-        from gpt_tui.tui.model_source import load_model_file
 
         assert self.app is not None
         if self.live and self.had_live_snapshot:
@@ -138,10 +144,6 @@ class RunWeights:
         return load_model_file(str(path), self.app.settings.training.device), _saved_step(path)
 
     def _live_snapshot(self) -> "tuple[LoadedModel, int | None] | None":
-        from dataclasses import replace
-
-        from gpt_tui.tui.model_source import load_model_file
-
         assert self.app is not None
         try:
             path = fetch_live_snapshot(self.run_dir)

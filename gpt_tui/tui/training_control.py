@@ -314,7 +314,9 @@ class TrainingControl:
             self.app.show_error(UserError(f"Run directory {run_dir} does not exist; `gpt-tui runs` lists the runs."), "Cannot open run")
             return
         self.app.resume_from = str(folder)  # until its files are read: F5 pressed at once continues it
-        self.app.run_worker(lambda: self._read_then_show(folder, offer=False), thread=True, group="files", exit_on_error=False)
+        pending = self.app.model_source.begin_loading()  # a prompt typed at once waits for the run's checkpoint
+        self.app.update_repl_status()
+        self.app.run_worker(lambda: self._read_then_show(folder, False, pending), thread=True, group="files", exit_on_error=False)
 
     def offer_last_run(self) -> None:
         """On launch: bring back the newest run if it stopped before its end, read after the first frame."""
@@ -328,15 +330,26 @@ class TrainingControl:
         except Exception:  # a damaged run folder must not cost the app its start
             return
         if runs and runs[0].status in OFFERED_STATES and runs[0].latest_checkpoint is not None:
-            self._read_then_show(runs[0].path, offer=True)
+            self._read_then_show(runs[0].path, True, self.app.model_source.begin_loading())
 
-    def _read_then_show(self, folder: Path, offer: bool) -> None:
-        saved = read_saved_run(folder)
-        self.app.post_message(SavedRunRead(saved, offer))
+    def _read_then_show(self, folder: Path, offer: bool, pending: threading.Event) -> None:
+        try:
+            saved = read_saved_run(folder)
+        except BaseException:
+            self.app.model_source.finish_loading(pending, None)  # nothing comes: a waiting prompt goes on
+            raise
+        self.app.post_message(SavedRunRead(saved, offer, pending))
 
-    def show_saved_run(self, saved: SavedRun, offer: bool) -> None:
+    def _nothing_to_load(self, pending: threading.Event | None) -> None:
+        if pending is not None:
+            self.app.model_source.finish_loading(pending, None)
+            self.app.update_repl_status()
+
+    def show_saved_run(self, saved: SavedRun, offer: bool, pending: threading.Event | None = None) -> None:
+        """Show a run read from disk; ``pending`` (begun before reading it) ends with its checkpoint's load."""
         app, progress = self.app, self.app.progress
         if progress.active or offer and (progress.state != "idle" or progress.run_dir or app.resume_from):
+            self._nothing_to_load(pending)
             return  # the user has already started something else (an attached run resets the state too)
         fold_events(progress, app.history, saved.events)
         progress.run_dir = str(saved.path)
@@ -345,7 +358,9 @@ class TrainingControl:
         app.training_pane.refresh_progress()
         app.chart.redraw_if_changed(force=True)
         if saved.checkpoint_step is not None:
-            app.weight_actions.load(str(saved.path))
+            app.weight_actions.load(str(saved.path), pending)
+        else:
+            self._nothing_to_load(pending)
         if offer:
             app.repl.note(self._offer_text(saved))
 

@@ -3,13 +3,18 @@
 Reading and writing files runs on worker threads; each worker posts what it
 did (gpt_tui.tui.messages: CheckpointSaved, WeightsLoaded, ReplaceAsked) and
 the app's handlers call back here on the UI thread to update the panels.
+Every load of weights into the REPL (F3 load or import, a run opened with
+--run-dir, the relaunch offer) goes through ``_run_load``: it tells the model source
+weights are on their way (``begin_loading``), so a prompt typed before they
+arrive is answered by them, and ends that wait however the load ends.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gpt_tui.errors import UserError
 from gpt_tui.tui.checkpoints import CheckpointsPanel
@@ -24,6 +29,7 @@ class WeightActions:
 
     def __init__(self, app: Any) -> None:
         self.app = app  # the GptTuiApp: its trainer, progress, model source and panels
+        self._load_lock = threading.Lock()  # one load at a time, so two quick loads end in the order asked
 
     def _run(self, work: Any) -> None:
         self.app.run_worker(work, thread=True, group="files", exit_on_error=False)
@@ -84,22 +90,33 @@ class WeightActions:
         if not quiet:
             self.app.notify(f"Checkpoint saved: {Path(path).name}", timeout=4)
 
-    def weights_loaded(self, loaded: LoadedModel) -> None:
+    def weights_loaded(self, loaded: LoadedModel | None) -> None:
+        """A load ended (the model source already uses the weights); None: it failed, its worker says why."""
         app = self.app
-        app.model_source.use_loaded(loaded)
         app.update_repl_status()
+        if loaded is None:
+            return
         params = format_count(sum(p.numel() for p in loaded.model.parameters()))
         app.repl.note(f"Now talking to {loaded.label} ({params} parameters).")
         self.say(f"Loaded {loaded.label}; the REPL uses it now.")
         app.notify(f"Loaded {Path(loaded.path).name}", timeout=3)
 
-    def load(self, source: str) -> None:
+    def load(self, source: str, pending: threading.Event | None = None) -> None:
+        """Load weights for the REPL on a worker; replies asked for meanwhile wait for them.
+
+        ``pending``: the model source's wait, when the caller began it earlier (a run being read).
+        """
         device = self.app.settings.training.device
-        self._run(lambda: self.app.post_message(WeightsLoaded(load_model_file(source, device))))
+        self._run_load(lambda: load_model_file(source, device), pending)
 
     def import_weights(self, source: str, overwrite: bool = False) -> None:
         device = self.app.settings.training.device
-        self._run(lambda: self._import(source, overwrite, device))
+        self._run_load(lambda: self._import(source, overwrite, device))
+
+    def _run_load(self, load: Callable[[], LoadedModel | None], pending: threading.Event | None = None) -> None:
+        pending = pending or self.app.model_source.begin_loading()
+        self.app.update_repl_status()
+        self._run(lambda: self._load(load, pending))
 
     def ask_to_replace(self, source: str, existing: Path) -> None:
         """An import would replace a model of the same name: only on the user's yes."""
@@ -125,6 +142,19 @@ class WeightActions:
             panel.say(f"Deleted {display_path(target)}.")
 
     # ----- on worker threads -----
+    def _load(self, load: Callable[[], LoadedModel | None], pending: threading.Event) -> None:
+        """Run ``load``; whatever happens, the REPL then uses what it got and waiting replies go on.
+
+        An error still propagates, so the app reports it (the worker's error dialog).
+        """
+        loaded: LoadedModel | None = None
+        try:
+            with self._load_lock:
+                loaded = load()
+        finally:
+            self.app.model_source.finish_loading(pending, loaded)
+            self.app.post_message(WeightsLoaded(loaded))
+
     def _save_repl_model(self) -> None:
         from gpt_tui import paths
         from gpt_tui.engine.checkpoint import save_checkpoint
@@ -135,7 +165,7 @@ class WeightActions:
         path = save_checkpoint(paths.models_dir() / name, model, meta={"saved_from": label})
         self.app.post_message(CheckpointSaved(str(path)))
 
-    def _import(self, source: str, overwrite: bool, device: str) -> None:
+    def _import(self, source: str, overwrite: bool, device: str) -> LoadedModel | None:
         from gpt_tui.engine.weights import import_weights
         from gpt_tui.errors import AlreadyExistsError
 
@@ -144,6 +174,6 @@ class WeightActions:
             path = import_weights(source, overwrite=overwrite)
         except AlreadyExistsError as exc:
             app.post_message(ReplaceAsked(source, exc.path))
-            return
+            return None
         app.post_message(CheckpointSaved(str(path)))
-        app.post_message(WeightsLoaded(load_model_file(str(path), device)))
+        return load_model_file(str(path), device)

@@ -38,7 +38,7 @@ class WorkerResultHandlers:
         self.training_control.show_past(message.events, message.grad_accum)
 
     def on_saved_run_read(self, message: messages.SavedRunRead) -> None:
-        self.training_control.show_saved_run(message.saved, message.offer)
+        self.training_control.show_saved_run(message.saved, message.offer, message.pending)
 
     def on_run_weights_loaded(self, message: messages.RunWeightsLoaded) -> None:
         self.update_repl_status()
