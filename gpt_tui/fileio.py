@@ -118,18 +118,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     """Replace ``path`` with what ``write`` writes to the file object it is given, all or nothing."""
     path = Path(path)
     fd, tmp = _new_temp(path)
-    try:
+
+    def fill() -> None:
         with os.fdopen(fd, "wb") as out:
             write(out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+
+    return _replace_with(path, tmp, fill)
 
 
 def atomic_write_to_path(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -141,15 +137,24 @@ def atomic_write_to_path(path: str | os.PathLike[str], write: Callable[[Path], o
     path = Path(path)
     fd, tmp = _new_temp(path)
     os.close(fd)
-    try:
+
+    def fill() -> None:
         write(tmp)
-        fd = os.open(tmp, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        check = os.open(tmp, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(os.fstat(check).st_mode):
                 raise refusal(tmp)
-            os.fsync(fd)
+            os.fsync(check)
         finally:
-            os.close(fd)
+            os.close(check)
+
+    return _replace_with(path, tmp, fill)
+
+
+def _replace_with(path: Path, tmp: Path, fill: Callable[[], object]) -> Path:
+    """Run ``fill`` to write ``tmp``, then rename it over ``path``; on any failure ``tmp`` goes and ``path`` stays."""
+    try:
+        fill()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

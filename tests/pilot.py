@@ -5,6 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+# Run with ``python -c HOLD_LOCK RUN_DIR``: holds the run's lock, as a live trainer would, until its stdin closes.
+HOLD_LOCK = (
+    "import sys\n"
+    "from gpt_tui.engine import runlock\n"
+    "lock = runlock.acquire(sys.argv[1])\n"
+    "print('locked', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
 
 def screen_text(app: Any) -> str:
     """What the terminal shows, as plain text."""

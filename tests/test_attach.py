@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pilot import new_app, screen_text, wait_until
+from pilot import HOLD_LOCK, new_app, screen_text, wait_until
 from gpt_tui.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gpt_tui.engine.events import EvalEvent, StepEvent, event_to_record
 from gpt_tui.engine.model import GPTConfig, GPTModel
@@ -24,13 +24,6 @@ from gpt_tui.tui.launch import attached_app, install_hangup_handler, run_app
 from textgen import sample_text
 
 ROOT = Path(__file__).resolve().parents[1]
-HOLD_LOCK = (
-    "import sys\n"
-    "from gpt_tui.engine import runlock\n"
-    "lock = runlock.acquire(sys.argv[1])\n"
-    "print('locked', flush=True)\n"
-    "sys.stdin.read()\n"
-)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot import new_app, screen_text, wait_until
+from pilot import HOLD_LOCK, new_app, screen_text, wait_until
 from gpt_tui import paths
 from gpt_tui.engine.events import StepEvent
 from gpt_tui.engine.runs import WEIGHTS_FILE, read_status, request_control, write_status
@@ -27,13 +27,6 @@ from gpt_tui.tui.runs_screen import RunsScreen
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Every effort moves"
-HOLD_LOCK = (
-    "import sys\n"
-    "from gpt_tui.engine import runlock\n"
-    "lock = runlock.acquire(sys.argv[1])\n"
-    "print('locked', flush=True)\n"
-    "sys.stdin.read()\n"
-)
 
 
 def stopped_run(corpus: Path, init: Path, run_dir: Path, stop_at: int = 3) -> Path:
