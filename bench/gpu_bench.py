@@ -35,24 +35,21 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from common import emit_result, load_average, median, now, run_worker, table  # noqa: E402
 
 MB = 1 << 20
-# Dense bf16 tensor-core peaks (no sparsity), by device-name fragment, most specific first.
-BF16_PEAK_TFLOPS = [
-    ("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("GH200", 989.0),
-    ("B200", 2250.0), ("A100", 312.0), ("A10G", 125.0), ("A10", 125.0), ("L40S", 362.0), ("L40", 181.0),
-    ("L4", 121.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("V100", 125.0), ("T4", 65.0),
-]
 WARMUP_STEPS = 3
 
 
 def gpu_peak(name: str) -> float | None:
-    for fragment, tflops in BF16_PEAK_TFLOPS:
-        if fragment.lower() in name.lower():
-            return tflops * 1e12
-    return None
+    """The dense bf16 peak from gpt-tui's own datasheet table (gpt_tui.engine.mfu)."""
+    from gpt_tui.engine.mfu import datasheet_peak
+
+    peak = datasheet_peak(name, "bf16")
+    return peak.flops if peak else None
 
 
 def flops_per_token(params_without_positions: int, n_layers: int, emb_dim: int, context: int) -> float:
-    return 6 * params_without_positions + 12 * n_layers * emb_dim * context
+    from gpt_tui.engine import mfu
+
+    return mfu.flops_per_token(params_without_positions, n_layers, emb_dim, context)
 
 
 def _model_config(preset: str, context: int):

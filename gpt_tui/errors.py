@@ -13,6 +13,14 @@ class UserError(Exception):
     """A problem with the user's input, files or machine, with a message that says what to do."""
 
 
+class Notice(UserWarning):
+    """Something the user should hear that does not stop the work (a damaged cache entry, rebuilt).
+
+    Raised with ``warnings.warn``, so the engine says it without knowing who
+    listens; the CLI prints it as one ``gpt-tui: note:`` line.
+    """
+
+
 class AlreadyExistsError(UserError):
     """Refused because it would replace ``path``: the app asks and tries again, the CLI wants --force."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 import time
@@ -136,14 +137,22 @@ def atomic_write_to_path(path: str | os.PathLike[str], write: Callable[[Path], o
     """
     path = Path(path)
     fd, tmp = _new_temp(path)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 less the umask: what any other file of ours gets
     os.close(fd)
 
     def fill() -> None:
-        write(tmp)
+        try:
+            write(tmp)
+        except Exception as exc:
+            mapped = None if isinstance(exc, OSError) else _os_error_in(exc, path)
+            if mapped is None:
+                raise
+            raise mapped from exc
         check = os.open(tmp, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
         try:
             if not stat.S_ISREG(os.fstat(check).st_mode):
                 raise refusal(tmp)
+            os.fchmod(check, mode)  # a writer that made its own file (safetensors: 0600) gets the usual mode
             os.fsync(check)
         finally:
             os.close(check)
@@ -151,10 +160,53 @@ def atomic_write_to_path(path: str | os.PathLike[str], write: Callable[[Path], o
     return _replace_with(path, tmp, fill)
 
 
-def _replace_with(path: Path, tmp: Path, fill: Callable[[], object]) -> Path:
-    """Run ``fill`` to write ``tmp``, then rename it over ``path``; on any failure ``tmp`` goes and ``path`` stays."""
+_OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_error_in(exc: Exception, path: Path) -> OSError | None:
+    """The OSError a library reports only in its message (safetensors' writer: ``... (os error 28)``).
+
+    A full disk or a file-size limit then reads the same as everywhere else:
+    one line naming the cause, not the library's traceback.
+    """
+    found = _OS_ERROR_CODE.search(str(exc))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
+
+
+def atomic_write_named(folder: str | os.PathLike[str], write: Callable[[BinaryIO], str]) -> Path:
+    """Like :func:`atomic_write`, for a file named after what was written (a cache keyed by its content's digest).
+
+    ``write`` writes the file and returns its name in ``folder``; the name is
+    taken only once the content is whole, so it always describes what the file holds.
+    """
+    folder = Path(folder)
+    fd, tmp = _new_temp(folder / "new")
+    target: list[Path] = []
+
+    def fill() -> None:
+        with os.fdopen(fd, "wb") as out:
+            name = write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        if not name or Path(name).name != name:
+            raise ValueError(f"not a file name: {name!r}")
+        target.append(folder / name)
+
+    return _replace_with(lambda: target[0], tmp, fill)
+
+
+def _replace_with(path: Path | Callable[[], Path], tmp: Path, fill: Callable[[], object]) -> Path:
+    """Run ``fill`` to write ``tmp``, then rename it over ``path``; on any failure ``tmp`` goes and ``path`` stays.
+
+    ``path`` may be a function giving the target once ``fill`` has run.
+    """
     try:
         fill()
+        if callable(path):
+            path = path()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -17,6 +17,7 @@ from gpt_tui.engine import corpus, corpus_encoding, data
 from gpt_tui.engine.data import BatchLoader, TokenWindows, make_loaders, tokenize_corpus
 from gpt_tui.engine.tokenizer import EOT_ID, decode, encode
 from gpt_tui.errors import UserError
+from quick_runs import count_encodes
 
 VERDICT = Path("/work/shared/data/the-verdict.txt")
 Reader = Callable[[str], object]
@@ -36,18 +37,6 @@ def user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(f"GPT_TUI_{name}_DIR", str(tmp_path / name.lower()))
     return tmp_path
 
-
-def count_encodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every chunk the tokenizer is asked to encode."""
-    calls: list[str] = []
-    real = corpus_encoding._encode_chunk
-
-    def counting(text: str) -> np.ndarray:
-        calls.append(text)
-        return real(text)
-
-    monkeypatch.setattr(corpus_encoding, "_encode_chunk", counting)
-    return calls
 
 
 def cache_files(user_dirs: Path) -> list[Path]:

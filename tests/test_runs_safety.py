@@ -168,7 +168,7 @@ def test_runs_lists_damaged_runs_as_damaged_and_the_others_normally(tmp_path, ca
     assert main(["runs", "--dir", str(root)]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert set(rows) == {*DAMAGES, "healthy"}
-    assert rows["healthy"].split()[1:5] == ["finished", "4/4", "5.500", "tiny"]
+    assert rows["healthy"].split()[1:4] == ["finished", "4/4", "5.500"] and " tiny " in rows["healthy"]
     for name, (_damage, why) in DAMAGES.items():
         assert rows[name].split()[1] == "damaged" and why in rows[name], rows[name]
 

@@ -46,7 +46,8 @@ real_atomic_save = checkpoint._atomic_save
 def atomic_save_held_mid_write(path, write):
     def write_then_wait(tmp):
         write(tmp)
-        if int(re.search(r"step-(\\d+)", path.name).group(1)) >= {STOP_AFTER}:
+        found = re.search(r"step-(\\d+)", path.name)  # the periodic saves; best.safetensors is written as it comes
+        if found and int(found.group(1)) >= {STOP_AFTER}:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 time.sleep(0.01)

@@ -238,6 +238,8 @@ def test_bad_config_values_are_refused():
     TrainConfig().validate()  # the defaults themselves are a valid configuration
     for lr in (1e-9, 3e-4, 5.0):  # any lr > 0
         TrainConfig(lr=lr).validate()
-    for lr in (0.0, math.nan):
-        with pytest.raises(UserError, match="lr must be greater than 0"):
+    with pytest.raises(UserError, match="lr must be greater than 0"):
+        TrainConfig(lr=0.0).validate()
+    for lr in (math.nan, math.inf):
+        with pytest.raises(UserError, match="lr must be a finite number"):
             TrainConfig(lr=lr).validate()

@@ -58,7 +58,7 @@ async def test_training_fills_the_chart_saves_on_request_and_quit_asks_then_stop
         await wait_until(pilot, lambda: not app.is_running, timeout=60, what="exit")
     assert app.progress.state == "stopped"
     assert app._training_worker is not None and app._training_worker.is_finished
-    saved = sorted(paths.runs_dir().glob("*/checkpoints/*.safetensors"))
+    saved = sorted(paths.runs_dir().glob("*/checkpoints/step-*.safetensors"))
     assert len(saved) == 2 and app.progress.checkpoint == str(saved[-1])
 
 

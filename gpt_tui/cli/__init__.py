@@ -9,12 +9,15 @@ below names them all, in the order ``--help`` lists them.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Sequence
+import contextlib
+import warnings
+from typing import Any, Callable, Iterator, Sequence
 
 from gpt_tui import __version__
-from gpt_tui.cli import app, console, control, evaluate, generate, runs, train, weights
+from gpt_tui.cli import app, console, control, evaluate, generate, plot, runs, train, weights
 from gpt_tui.engine.runtime import tune_malloc
-from gpt_tui.errors import UserError
+from gpt_tui.errors import Notice, UserError
+from gpt_tui.textsafe import visible
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     app.register,
@@ -22,6 +25,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     generate.register,
     evaluate.register,
     runs.register,
+    plot.register,
     weights.register,
     control.register,
 )
@@ -40,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _notices_as_lines() -> Iterator[None]:
+    """Print every engine Notice as one ``gpt-tui: note:`` line; other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Notice)
+        show = warnings.showwarning
+
+        def show_notice(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, Notice):
+                console.say(f"gpt-tui: note: {visible(message)}", err=True)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_notice
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,9 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func in (app.cmd_app, train.cmd_train):
         tune_malloc()  # before any thread starts, so the app's training worker shares the main heap
     try:
-        return int(func(args) or 0)
+        with _notices_as_lines():
+            return int(func(args) or 0)
     except UserError as exc:
-        console.say(f"gpt-tui: error: {exc}", err=True)
+        console.say(f"gpt-tui: error: {visible(exc)}", err=True)  # it can quote a file name or a file
         return 2
     except KeyboardInterrupt:
         console.say("\ngpt-tui: interrupted", err=True)

@@ -28,6 +28,7 @@ from gpt_tui.engine.runs import (
     write_status,
 )
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import visible
 
 # Deferred imports: the app (textual) loads only for `attach`, so `stop` and `checkpoint` stay quick.
 
@@ -107,22 +108,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
             raise UserError(f"Run {run_dir.name} holds no lock and the process it names is not its trainer; "
                             "nothing was signalled.")
         write_status(run_dir, "stopped", pid=pid, pid_start=started, step=0)
-        print(f"Stopped {run_dir.name} before its first step (sent SIGTERM to its process {pid}).")
+        print(f"Stopped {visible(run_dir.name)} before its first step (sent SIGTERM to its process {pid}).")
         return 0
     request_control(run_dir, "stop")
     if args.no_wait:
-        print(f"Asked {run_dir.name} to stop; it saves a checkpoint after its current step.")
+        print(f"Asked {visible(run_dir.name)} to stop; it saves a checkpoint after its current step.")
         return 0
     deadline = time.monotonic() + REQUEST_WAIT_S
     while runlock.holder(run_dir) is not None:
         if time.monotonic() > deadline:
-            print(f"Asked {run_dir.name} to stop; it is still finishing its step.")
+            print(f"Asked {visible(run_dir.name)} to stop; it is still finishing its step.")
             return 0
         time.sleep(0.1)
     info = read_run(run_dir)
     saved = f"; checkpoint {info.latest_checkpoint.name}" if info.latest_checkpoint else ""
-    print(f"Run {run_dir.name} {info.status} at step {info.step}{saved}.")
-    print(f"Resume with: gpt-tui train --resume {run_dir}")
+    print(f"Run {visible(run_dir.name)} {visible(info.status)} at step {info.step}{saved}.")
+    print(f"Resume with: gpt-tui train --resume {visible(run_dir)}")
     return 0
 
 
@@ -137,14 +138,15 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         pass
     request_control(run_dir, "checkpoint")
     if args.no_wait:
-        print(f"Asked {run_dir.name} to save a checkpoint after its current step.")
+        print(f"Asked {visible(run_dir.name)} to save a checkpoint after its current step.")
         return 0
     deadline = time.monotonic() + REQUEST_WAIT_S
     while time.monotonic() < deadline and runlock.holder(run_dir) is not None:
         for event in follower.poll().events:
             if isinstance(event, CheckpointEvent):
-                print(f"Saved {event.path}")
+                print(f"Saved {visible(event.path)}")
                 return 0
         time.sleep(0.1)
-    print(f"Asked {run_dir.name} for a checkpoint; it has not saved one yet (a paused run saves when it resumes).")
+    name = visible(run_dir.name)
+    print(f"Asked {name} for a checkpoint; it has not saved one yet (a paused run saves when it resumes).")
     return 0

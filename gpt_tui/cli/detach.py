@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from gpt_tui.cli.train_flags import train_argv, train_overrides
+from gpt_tui.engine.best_checkpoint import best_reference
 from gpt_tui.engine.detach import start_detached, wait_until_running
 from gpt_tui.engine.ownership import model_in_checkpoint, run_home
 from gpt_tui.engine.runs import new_run_dir
@@ -21,7 +22,7 @@ def _detached_run_dir(args: argparse.Namespace) -> Path:
     if args.run_dir:
         return Path(args.run_dir)
     if args.resume:
-        source = expand_user(args.resume)
+        source = best_reference(args.resume) or expand_user(args.resume)  # RUN@best: that run's best checkpoint
         home = source if source.is_dir() else run_home(source)
         if home is not None:
             return home
@@ -33,7 +34,7 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
     """The ``train`` flags the user gave, as ``--flag=value`` (a value starting with "-" stays a value)."""
     argv = train_argv(train_overrides(args), skip=("run_dir", "run_id"))
     if args.resume:
-        argv.append(f"--resume={expand_user(args.resume).resolve()}")
+        argv.append(f"--resume={(best_reference(args.resume) or expand_user(args.resume)).resolve()}")
     if args.init_from:
         argv.append(f"--init-from={args.init_from}")
     return argv

@@ -16,6 +16,9 @@ from gpt_tui.cli.detach import detach_train
 from gpt_tui.cli.signals import stop_in_order
 from gpt_tui.cli.train_flags import add_train_flags, train_overrides
 from gpt_tui.engine import events as ev
+from gpt_tui.engine.eval_coverage import loss_with_coverage
+from gpt_tui.engine.mfu import mfu_text, speed_line
+from gpt_tui.textsafe import printable, visible
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +48,8 @@ class TrainLog:
         self.show_bar = show_bar and sys.stderr.isatty()
         self._bar_visible = False
         self._last_bar = 0.0
+        self._start: ev.StartEvent | None = None  # the device peak MFU is against
+        self._last_step: ev.StepEvent | None = None  # the latest step, for the speed line after an evaluation
 
     def _print(self, text: str) -> None:
         self._clear_bar()
@@ -56,27 +61,33 @@ class TrainLog:
             self._bar_visible = False
 
     def __call__(self, event: Any) -> None:
+        if isinstance(event, ev.StepEvent):
+            self._last_step = event
         if isinstance(event, ev.StartEvent):
+            self._start = event
             where = f"resuming at step {event.start_step}" if event.start_step else "starting"
-            self._print(f"Run: {event.run_dir}")
+            every = f"evaluated every {event.eval_every} steps; " if event.eval_every else ""
+            self._print(f"Run: {visible(event.run_dir)}")
             self._print(
                 f"Device {event.device}, {event.num_parameters:,} parameters; "
                 f"training tokens: {event.train_tokens:,}, validation tokens: {event.val_tokens:,}; "
                 f"{event.train_batches} training / {event.val_batches} validation batches; "
-                f"{event.total_steps} steps, {where}."
+                f"{every}{event.total_steps} steps, {where}."
             )
         elif isinstance(event, ev.EvalEvent):
-            self._print(
-                f"Ep {event.epoch} (Step {event.step:06d}): Train loss {event.train_loss:.3f}, Val loss {event.val_loss:.3f}"
-            )
+            train = loss_with_coverage(event.train_loss, event.train_tokens, event.train_split_tokens)
+            val = loss_with_coverage(event.val_loss, event.val_tokens, event.val_split_tokens)
+            self._print(f"Ep {event.epoch} (Step {event.step:06d}): Train loss {train}, Val loss {val}")
+            if self._last_step is not None and self._last_step.step == event.step:
+                self._print(speed_line(self._last_step, self._start))
         elif isinstance(event, ev.SampleEvent):
-            self._print(event.text.replace("\n", " "))
+            self._print(printable(event.text.replace("\n", " ")))
         elif isinstance(event, ev.CheckpointEvent):
-            self._print(f"Saved checkpoint {event.path}")
+            self._print(f"Saved checkpoint {visible(event.path)}")
         elif isinstance(event, ev.DoneEvent):
             self._print(
                 f"{event.reason.capitalize()} at step {event.step} after {event.elapsed:.1f}s "
-                f"({event.tokens_seen:,} tokens seen)."
+                f"({event.tokens_seen:,} tokens seen{'; ' + event.stop_reason if event.stop_reason else ''})."
             )
         elif isinstance(event, ev.ErrorEvent):
             self._clear_bar()
@@ -92,7 +103,7 @@ class TrainLog:
             self._bar_visible = console.write(
                 sys.stderr,
                 f"\r[{'#' * done}{'.' * (width - done)}] {event.step}/{event.total_steps} "
-                f"loss {event.loss:.3f} lr {event.lr:.2e} {rate:,.0f} tok/s ETA {remaining:.0f}s\033[K",
+                f"loss {event.loss:.3f} lr {event.lr:.2e} {rate:,.0f} tok/s{mfu_text(event)} ETA {remaining:.0f}s\033[K",
             )
 
 
@@ -100,11 +111,11 @@ _train_overrides = train_overrides  # the name tests and tools know
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    overrides = train_overrides(args)  # each flag checked before anything starts, here or in the background
     if getattr(args, "detach", False):
         return detach_train(args)  # returns without loading torch; the background process does
     from gpt_tui.engine.trainer import Trainer, TrainConfig, resume_config
 
-    overrides = train_overrides(args)
     if args.resume:
         config = resume_config(args.resume, overrides)
     else:
@@ -113,5 +124,5 @@ def cmd_train(args: argparse.Namespace) -> int:
     with stop_in_order(trainer):
         done = trainer.run()
     if done.reason == "stopped" and trainer.dist.is_main:
-        console.say(f"Resume with: gpt-tui train --resume {trainer.run_dir}")
+        console.say(f"Resume with: gpt-tui train --resume {visible(trainer.run_dir)}")
     return 0

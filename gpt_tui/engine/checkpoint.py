@@ -30,14 +30,18 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpt_tui import fileio
+from gpt_tui.engine.best_checkpoint import best_reference
 from gpt_tui.engine.checkpoint_names import (  # noqa: F401  (re-exported)
+    BEST_NAME,
     CHECKPOINTS_SUBDIR,
     SUFFIX,
     checkpoint_name,
     list_checkpoints,
 )
+from gpt_tui.engine import checkpoint_checks, config_checks
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.model_build import StateMismatch, model_from_state
+from gpt_tui.engine.train_progress import TrainProgress
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
 
@@ -161,6 +165,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
         header = json.loads(metadata["gpt_tui"])
     except json.JSONDecodeError:
         raise UserError(f"Checkpoint {path} has a damaged header; use an earlier checkpoint.") from None
+    header = checkpoint_checks.header_fields(header, path)
     if header.get("format") != FORMAT or header.get("version", 0) > FORMAT_VERSION:
         raise UserError(f"Checkpoint {path} has format version {header.get('version')}; this gpt-tui reads version {FORMAT_VERSION}.")
     return header
@@ -181,8 +186,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     model_state: dict[str, torch.Tensor] = {}
     optim: dict[str, torch.Tensor] = {}
     rng: dict[str, torch.Tensor] = {}
+    config = config_checks.model_config(header.get("config"), path)
+    train_state = header.get("train_state", {})
+    if header.get("kind") == "full" and "train_config" in train_state:  # a trainer's: a resume continues from it
+        TrainProgress.from_state(train_state, where=path)  # its counters checked before anything is read
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
+            table = {key: (fh.get_slice(key).get_dtype(), tuple(fh.get_slice(key).get_shape())) for key in fh.keys()}
+            checkpoint_checks.tensor_table(config, table, path)  # before a byte of a tensor is read
             for key in fh.keys():
                 tensor = fh.get_tensor(key)
                 if key.startswith("model."):
@@ -191,9 +202,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
                     optim[key[len("optim."):]] = tensor.to(device)
                 elif key.startswith("rng."):
                     rng[key[len("rng."):]] = tensor
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(f"Checkpoint {path} is corrupt or truncated ({exc}); use an earlier checkpoint.") from None
-    config = GPTConfig.from_dict(header["config"])
     if config.tie_weights and "tok_emb.weight" in model_state:
         model_state["head.weight"] = model_state["tok_emb.weight"]
     optimizer_state = None
@@ -281,7 +293,11 @@ def _checked_moments(checkpoint: Checkpoint, name: str, param: torch.Tensor, sav
 
 def restore_rng(checkpoint: Checkpoint) -> None:
     if "torch" in checkpoint.rng_state:
-        torch.set_rng_state(checkpoint.rng_state["torch"].to(torch.uint8))
+        try:
+            torch.set_rng_state(checkpoint.rng_state["torch"].to(torch.uint8))
+        except RuntimeError:  # load_checkpoint checks the size; torch refuses a state it cannot use, too
+            raise UserError(f"{checkpoint.path}: its random-number state rng.torch is damaged; "
+                            "resume from an earlier checkpoint, or use --init-from.") from None
     cuda = [checkpoint.rng_state[k] for k in sorted(checkpoint.rng_state) if k.startswith("cuda.")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
@@ -297,8 +313,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
 
 
 def resolve_checkpoint_path(source: str | Path) -> Path:
-    """A checkpoint file, or a run directory's latest checkpoint."""
-    path = expand_user(source)
+    """A checkpoint file, a run directory's latest checkpoint, or a run's best one (``RUN@best``)."""
+    path = best_reference(source) or expand_user(source)
     if path.is_dir():
         return latest_checkpoint(path)
     if not path.exists():
@@ -342,6 +358,6 @@ def prune_checkpoints(run_dir: str | Path, keep: int, run_id: str | None = None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path.name, dir_fd=fd)
         for name in os.listdir(fd):
-            if name.startswith(".step-") and name.endswith(fileio.TEMP_SUFFIX) and plain(name):
+            if name.startswith((".step-", f".{BEST_NAME}.")) and name.endswith(fileio.TEMP_SUFFIX) and plain(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=fd)

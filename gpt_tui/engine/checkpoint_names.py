@@ -12,6 +12,7 @@ from pathlib import Path
 SUFFIX = ".safetensors"
 CHECKPOINTS_SUBDIR = "checkpoints"
 STEP_NAME = re.compile(r"^step-(\d+)\.safetensors$")
+BEST_NAME = f"best{SUFFIX}"  # the checkpoint of the run's best evaluation, kept whatever pruning removes
 
 
 def checkpoint_name(step: int) -> str:
@@ -25,3 +26,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_NAME.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def best_checkpoint_path(run_dir: str | Path) -> Path:
+    """Where a run keeps the checkpoint of its lowest validation loss (it may not exist yet)."""
+    return Path(run_dir) / CHECKPOINTS_SUBDIR / BEST_NAME

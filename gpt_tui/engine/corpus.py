@@ -13,8 +13,11 @@ can find it.
 from __future__ import annotations
 
 import functools
+import os
+import stat
 from pathlib import Path
 from pydoc_data.topics import topics
+from typing import BinaryIO
 
 from gpt_tui.errors import UserError
 from gpt_tui.paths import expand_user
@@ -54,16 +57,48 @@ def check_builtin_name(path: str | None) -> None:
 def check_corpus_file(path: str) -> Path:
     """The file's path once it is known to exist, be a regular file and be readable."""
     file = expand_user(path)
-    if not file.exists():
+    try:
+        info = file.stat()
+    except FileNotFoundError:
         raise UserError(
             f"Corpus file not found: {path}. Check the path, or leave the corpus out "
             f"to train on the built-in one ({DEFAULT_CORPUS})."
-        )
-    if file.is_dir():
+        ) from None
+    except OSError as exc:
+        raise UserError(f"Cannot read corpus {path}: {exc.strerror or exc}.") from None
+    _refuse_kind(path, info.st_mode)
+    with open_corpus(file, path):
+        pass
+    return file
+
+
+_OTHER_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_kind(path: str, mode: int) -> None:
+    """Only a regular file is a corpus: a pipe or a device would block or never end, and hang the run."""
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
         raise UserError(f"Corpus {path} is a directory; give the path of a UTF-8 text file.")
+    kind = next((name for test, name in _OTHER_KINDS if test(mode)), "not a regular file")
+    raise UserError(f"Corpus {path} is {kind}, not a regular file; give a text file.")
+
+
+def open_corpus(file: Path, path: str) -> BinaryIO:
+    """``file`` opened for reading, refused unless it is a regular file once open.
+
+    Opened without blocking, so a FIFO swapped in after the path was checked
+    is refused rather than waited on. Its size is not trusted: a /proc file
+    says 0 and holds text, so callers read to the end.
+    """
     try:
-        with open(file, "rb"):
-            pass
+        stream = open(file, "rb", opener=_open_nonblocking)
     except PermissionError:
         raise UserError(
             f"Cannot read corpus {path}: permission denied. Fix its permissions "
@@ -71,7 +106,21 @@ def check_corpus_file(path: str) -> Path:
         ) from None
     except OSError as exc:
         raise UserError(f"Cannot read corpus {path}: {exc.strerror or exc}.") from None
-    return file
+    try:
+        _refuse_kind(path, os.fstat(stream.fileno()).st_mode)
+        if _NONBLOCK:
+            os.set_blocking(stream.fileno(), True)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs to block on
+
+
+def _open_nonblocking(file: str, flags: int) -> int:
+    return os.open(file, flags | _NONBLOCK)
 
 
 def decode_utf8(data: bytes, *, source: str, offset: int = 0) -> str:
@@ -101,7 +150,7 @@ def read_corpus(path: str | None) -> str:
     assert path is not None
     file = check_corpus_file(path)
     try:
-        with open(file, "rb") as fh:
+        with open_corpus(file, path) as fh:
             data = fh.read()
     except OSError as exc:
         raise UserError(f"Cannot read corpus {path}: {exc.strerror or exc}.") from None

@@ -23,6 +23,9 @@ class StartEvent:
     val_batches: int
     total_steps: int
     start_step: int  # > 0 when resuming
+    eval_every: int = 0  # steps between evaluations (gpt_tui.engine.evaluation.eval_interval); 0: not recorded
+    peak_flops: float | None = None  # the device peak MFU is measured against (gpt_tui.engine.mfu)
+    peak_source: str = ""  # its number format and origin: "bf16, measured"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class StepEvent:
     tokens_per_sec: float
     elapsed: float  # seconds of training in this process
     total_steps: int
+    mfu: float | None = None  # model FLOPs utilization, a fraction of StartEvent.peak_flops
+    peak_memory: int | None = None  # bytes: the GPU allocator's high-water mark, or the process's peak RSS
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,14 @@ class EvalEvent:
     step: int
     epoch: int
     tokens_seen: int
-    train_loss: float
+    train_loss: float  # the evaluation's estimate on the training split, not a step's loss
     val_loss: float
+    # predictions each split's evaluation scored, of how many in the split (gpt_tui.engine.eval_coverage);
+    # 0 in records written before evaluations counted them
+    train_tokens: int = 0
+    val_tokens: int = 0
+    train_split_tokens: int = 0
+    val_split_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class DoneEvent:
     reason: str  # "finished" or "stopped"
     checkpoint: str | None
     elapsed: float
+    stop_reason: str | None = None  # why a stopped run stopped: "early stop: ...", "asked to stop ..."
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,8 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "float": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
     "str": (lambda v: isinstance(v, str), "text"),
     "str | None": (lambda v: v is None or isinstance(v, str), "text"),
+    "float | None": (lambda v: v is None or _is_int(v) or isinstance(v, float), "a number"),
+    "int | None": (lambda v: v is None or _is_int(v), "an integer"),
 }
 
 
@@ -132,5 +146,5 @@ def record_to_event(record: Any) -> TrainEvent | None:
         check, what = _FIELD_CHECKS.get(str(item.type), (None, ""))
         if check is not None and not check(value):
             raise ValueError(f"{item.name} is not {what}")
-        values[item.name] = float(value) if item.type == "float" else value
+        values[item.name] = float(value) if item.type in ("float", "float | None") and value is not None else value
     return cls(**values)

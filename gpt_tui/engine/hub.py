@@ -20,6 +20,7 @@ import httpx2  # huggingface_hub's HTTP client
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
+from gpt_tui.engine.file_checks import inside
 from gpt_tui.errors import UserError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -96,6 +97,8 @@ def find_cached(model_id: str, cache_dir: str | Path | None = None) -> Path | No
         for weights in WEIGHT_FILES:
             found = try_to_load_from_cache(repo_id, weights, cache_dir=cache)
             if isinstance(found, str) and Path(found).parent == Path(config).parent:
+                entry = Path(cache) / f"models--{repo_id.replace('/', '--')}"  # refs/main may name ../../elsewhere
+                inside(entry / "snapshots", Path(config).parent, entry / "refs" / "main")
                 return Path(config).parent
     return None
 

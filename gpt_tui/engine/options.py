@@ -80,7 +80,7 @@ def default_of(config: type, name: str) -> Any:
 
 
 def _g(value: float) -> str:
-    return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"  # a whole number in full: 2**63 - 1, not 9.2e+18
 
 
 def describe_range(opt: Option, maximum: float | None = None) -> str:
@@ -138,6 +138,8 @@ def check_option(opt: Option, value: Any, maximum: float | None = None) -> None:
     else:
         good = isinstance(value, str) and (not opt.choices or value in opt.choices)
     if not good:
+        if opt.refusal is None and isinstance(value, float) and not math.isfinite(value):  # not "cannot be negative"
+            raise UserError(f"{opt.dashed} must be a finite number, got {value}.")
         if opt.refusal is not None:
             raise UserError(opt.refusal.format(name=opt.dashed, value=value, maximum=maximum))
         if opt.choices:
@@ -197,14 +199,18 @@ def add_flags(parser: argparse.ArgumentParser, config: type, defaults: bool = Fa
             parser.add_argument(flag, dest=opt.name, type=opt.kind, default=default, help=help_text)
 
 
-def given_flags(args: argparse.Namespace, config: type) -> dict[str, Any]:
-    """The options the user set on the command line (an absent or unset flag is left out; its "off" word is None)."""
+def given_flags(args: argparse.Namespace, config: type, maximums: dict[str, float] | None = None) -> dict[str, Any]:
+    """The options the user set on the command line, each checked (an absent flag is left out; its "off" word is None).
+
+    Checked here, as parsed, so a bad value is refused before anything starts (a background run, a download).
+    """
     values = {}
     for opt in options_of(config):
         value = getattr(args, opt.name, None)
         if opt.cli_flag is not None and value is not None and not (opt.kind is bool and not value):
             off = opt.off_flag is not None and value == opt.kind(opt.off_flag)  # e.g. --grad-clip 0
             values[opt.name] = None if off else value
+            check_option(opt, values[opt.name], (maximums or {}).get(opt.name))
     return values
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from gpt_tui import fileio
-from gpt_tui.engine import ownership, runlock
+from gpt_tui.engine import metric_sinks, ownership, runlock
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, checkpoint_name
 from gpt_tui.engine.events import TrainEvent, event_to_record
 from gpt_tui.engine.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, new_run_dir, take_control_requests, write_status
@@ -48,6 +48,7 @@ class RunDirectory:
         self._lock: runlock.RunLock | None = None
         self._control_done: threading.Event | None = None
         self._control_thread: threading.Thread | None = None
+        self._sinks: list[metric_sinks.MetricSink] = []  # the CSV and TensorBoard, once prepared
 
     @classmethod
     def for_run(
@@ -88,7 +89,11 @@ class RunDirectory:
             self._start_control_watch()
 
     def release(self) -> None:
-        """Stop acting on requests and drop the lock; safe to call when neither is held."""
+        """Close the metric sinks, stop acting on requests and drop the lock; safe to call when none is held."""
+        sinks, self._sinks = self._sinks, []
+        for sink in sinks:
+            with contextlib.suppress(OSError):  # the run is over; metrics.jsonl holds every event
+                sink.close()
         if self._control_done is not None:
             self._control_done.set()
             self._control_done = None
@@ -123,7 +128,7 @@ class RunDirectory:
 
     # ----- the files -----
     def prepare(self, config: dict[str, Any], *, resumed_step: int | None) -> None:
-        """Make and claim the folder, write config.json; on resume, cut metrics back to ``resumed_step``."""
+        """Make and claim the folder, write config.json; on resume, cut metrics back to ``resumed_step``; open the sinks."""
         if not self.is_main:
             return
         try:
@@ -138,6 +143,7 @@ class RunDirectory:
         metrics = self.path / METRICS_FILE
         if resumed_step is not None and os.path.lexists(metrics):
             self._truncate_metrics(metrics, resumed_step)
+        self._sinks = metric_sinks.open_sinks(self.path, tensorboard=bool(config.get("tensorboard")), resumed_step=resumed_step)
 
     def _truncate_metrics(self, metrics: Path, step: int) -> None:
         """Drop records newer than the resumed step, so the log reads as one unbroken run."""
@@ -157,6 +163,8 @@ class RunDirectory:
     def append_metric(self, event: TrainEvent) -> None:
         with fileio.open_append(self.path / METRICS_FILE) as fh:
             fh.write(json.dumps(event_to_record(event)) + "\n")
+        for sink in self._sinks:
+            sink.write(event)
 
     def write_status(self, state: str, *, step: int, total_steps: int | None, **extra: Any) -> None:
         """status.json, best effort: a status that cannot be written never fails the run; None extras are left out."""

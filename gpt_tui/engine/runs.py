@@ -29,6 +29,7 @@ from typing import Any
 
 from gpt_tui import fileio, paths
 from gpt_tui.engine import runlock
+from gpt_tui.engine.best_checkpoint import BestMark, read_best
 from gpt_tui.engine.checkpoint_names import list_checkpoints
 from gpt_tui.engine.events import EvalEvent, StepEvent, TrainEvent, record_to_event
 from gpt_tui.engine.process_identity import is_zombie, same_process, start_time, valid_pid
@@ -39,6 +40,9 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 LIVE_STATES = ("running", "starting", "paused")  # states only a living process may claim
 WEIGHTS_FILE = "weights.safetensors"  # a model-only snapshot a live run writes when asked ("weights")
+METRICS_CSV_FILE = "metrics.csv"  # metrics.jsonl as a table: one row a step (gpt_tui.engine.metric_sinks)
+TENSORBOARD_SUBDIR = "tensorboard"  # event files, with --tensorboard
+CHART_EXPORT_FILE = "chart-{mode}.png"  # the app's chart, exported
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class RunInfo:
     model: str | None
     updated: float
     problem: str | None = None  # why the run is "damaged"
+    best_checkpoint: BestMark | None = None  # the checkpoint of its best evaluation, if it keeps one
+    last_eval: EvalEvent | None = None  # its latest evaluation: what it read of each split
 
 
 def write_status(run_dir: str | Path, state: str, **fields: Any) -> None:
@@ -225,12 +231,15 @@ def read_run(run_dir: str | Path) -> RunInfo:
     step = 0
     total: int | None = status.get("total_steps")
     best: float | None = None
+    last_eval: EvalEvent | None = None
     for event in events:
         if isinstance(event, StepEvent):
             step = max(step, event.step)
             total = event.total_steps
-        elif isinstance(event, EvalEvent) and event.val_loss == event.val_loss:  # not NaN
-            best = event.val_loss if best is None else min(best, event.val_loss)
+        elif isinstance(event, EvalEvent):
+            last_eval = event
+            if event.val_loss == event.val_loss:  # not NaN
+                best = event.val_loss if best is None else min(best, event.val_loss)
     try:
         checkpoints = list_checkpoints(run_dir)
     except OSError:
@@ -253,7 +262,9 @@ def read_run(run_dir: str | Path) -> RunInfo:
         step=step,
         total_steps=total,
         best_val_loss=best,
+        last_eval=last_eval,
         latest_checkpoint=checkpoints[-1] if checkpoints else None,
+        best_checkpoint=read_best(run_dir),
         model=model,
         updated=updated,
         problem=problem,

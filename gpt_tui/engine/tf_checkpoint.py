@@ -23,20 +23,26 @@ that release goes through the same converter as a Hugging Face folder.
 
 from __future__ import annotations
 
-import re
+import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from gpt_tui.engine.crc32c import crc32c, unmask_crc
+from gpt_tui.engine.file_checks import inside
 from gpt_tui.errors import UserError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
 BLOCK_TRAILER_SIZE = 5  # compression type (1 byte) + masked crc32c (4 bytes)
+# Bounds on what an index may claim: GPT-2 XL has 580 tensors, its index 40 KB.
+MAX_ENTRIES = 20_000
+MAX_KEY = 1024
+MAX_INDEX_BYTES = 64 << 20
 
 # tensorflow/core/framework/types.proto, the numeric types a checkpoint of weights can hold.
 _DTYPES: dict[int, str] = {
@@ -120,6 +126,8 @@ def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
         value_len, pos = _varint(block, pos)
         if shared > len(key) or pos + unshared + value_len > end:
             raise ValueError("entry runs past its block")
+        if shared + unshared > MAX_KEY:  # tensor names are short; long ones would make each entry costly to rebuild
+            raise ValueError(f"a key of {shared + unshared} bytes, longer than the {MAX_KEY} a tensor name needs")
         key = key[:shared] + block[pos : pos + unshared]
         pos += unshared
         yield key, block[pos : pos + value_len]
@@ -157,6 +165,8 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
                 if dim_field == 1 and isinstance(dim_value, int):
                     size = dim_value
             dims.append(size)
+            if len(dims) > 8:  # numpy takes 64 at most; weights have 1 to 3
+                raise ValueError("a tensor of more than 8 dimensions")
         elif field == 3 and value:
             raise ValueError("tensor has unknown rank")
     return tuple(dims)
@@ -219,6 +229,8 @@ class TFCheckpoint:
 
     def _parse_index(self) -> None:
         try:
+            if self.index_path.stat().st_size > MAX_INDEX_BYTES:
+                raise self._fail(self.index_path, f"larger than the {MAX_INDEX_BYTES >> 20} MiB any index of weights needs")
             data = self.index_path.read_bytes()
         except FileNotFoundError:
             raise UserError(f"TensorFlow checkpoint index {self.index_path} does not exist.") from None
@@ -237,10 +249,19 @@ class TFCheckpoint:
             index_size, pos = _varint(footer, pos)
             index_block = self._read_block(data, index_offset, index_size)
             header_seen = False
+            next_block, last_key = 0, None
             for _separator, handle in _block_entries(index_block):
                 block_offset, hpos = _varint(handle, 0)
                 block_size, _ = _varint(handle, hpos)
+                if block_offset < next_block:  # a sorted table's blocks follow each other; each is read once
+                    raise ValueError(f"the data block at byte {block_offset} overlaps or repeats an earlier one")
+                next_block = block_offset + block_size + BLOCK_TRAILER_SIZE
                 for key, value in _block_entries(self._read_block(data, block_offset, block_size)):
+                    if last_key is not None and key <= last_key:
+                        raise ValueError(f"key {key[:60]!r} is repeated or out of order")
+                    last_key = key
+                    if len(self.entries) >= MAX_ENTRIES:
+                        raise ValueError(f"more than {MAX_ENTRIES} tensors")
                     if key == b"":
                         header_seen = True
                         self._parse_header(value)
@@ -255,6 +276,8 @@ class TFCheckpoint:
     def _parse_header(self, buf: bytes) -> None:
         for field, value in _proto_fields(buf):
             if field == 1 and isinstance(value, int):
+                if not 1 <= value <= MAX_ENTRIES:
+                    raise ValueError(f"a shard count of {value}")
                 self.num_shards = value
             elif field == 2 and isinstance(value, int):
                 self.big_endian = value == 1
@@ -274,13 +297,18 @@ class TFCheckpoint:
             raise UserError(f"Tensor {name!r} in {self.index_path} has dtype {entry.dtype_name}, which gpt-tui cannot read.")
         storage = "uint16" if numpy_name == "bfloat16" else numpy_name
         dtype = np.dtype(storage).newbyteorder(">" if self.big_endian else "<")
-        count = int(np.prod(entry.shape, dtype=np.int64))
+        count = math.prod(entry.shape)  # Python integers: a product of huge dims cannot wrap around to 0
         if count * dtype.itemsize != entry.size:
             raise self._fail(self.index_path, f"tensor {name!r} of shape {list(entry.shape)} claims {entry.size} bytes")
         path = self.shard_path(entry.shard_id)
-        raw = bytearray(entry.size)  # writable, so the array (and a tensor over it) needs no copy
+        inside(self.prefix.parent, path, self.index_path)
         try:
             with path.open("rb") as f:
+                end = os.fstat(f.fileno()).st_size
+                if entry.offset + entry.size > end:  # checked before the bytes are allocated
+                    raise self._fail(path, f"tensor {name!r} claims bytes {entry.offset}..{entry.offset + entry.size} "
+                                     f"but the file has {end}, so it is truncated or the index is damaged")
+                raw = bytearray(entry.size)  # writable, so the array (and a tensor over it) needs no copy
                 f.seek(entry.offset)
                 got = f.readinto(raw)
         except FileNotFoundError:
@@ -308,69 +336,3 @@ class TFCheckpoint:
 
     def read_all(self, *, verify: bool = True) -> dict[str, np.ndarray]:
         return {name: self.read(name, verify=verify) for name in self.numeric_names()}
-
-
-def find_checkpoint_prefix(folder: Path) -> Path:
-    """The bundle prefix in a checkpoint folder: from its ``checkpoint`` file, else the only ``*.index``."""
-    state = folder / "checkpoint"
-    if state.is_file():
-        match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', state.read_text(errors="replace"), re.MULTILINE)
-        if match:
-            named = Path(match.group(1))
-            # The path may be absolute from the machine that wrote it; the folder it sits in now wins.
-            for candidate in (folder / named.name, folder / named, named):
-                if Path(str(candidate) + ".index").is_file():
-                    return candidate
-    indexes = sorted(folder.glob("*.index"))
-    if len(indexes) == 1:
-        return indexes[0].with_suffix("")
-    if not indexes:
-        raise UserError(f"No TensorFlow checkpoint in {folder}: expected model.ckpt.index and model.ckpt.data-* files.")
-    names = ", ".join(p.name for p in indexes)
-    raise UserError(f"{folder} holds several TensorFlow checkpoints ({names}); name one by its prefix, e.g. {indexes[-1].with_suffix('')}.")
-
-
-# ---------------------------------------------------------------------------
-# GPT-2's variables under Hugging Face's names.
-
-
-def gpt2_arrays(bundle: TFCheckpoint) -> dict[str, np.ndarray]:
-    """OpenAI's release renamed to Hugging Face's GPT-2 names: model/h0/attn/c_attn/w [1, nx, 3nx] -> h.0.attn.c_attn.weight.
-
-    Both keep Conv1D's (in, out) layout, so only the names change and the leading 1 of each matrix goes.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    for name in bundle.numeric_names():
-        parts = name.split("/")
-        if parts[0] != "model":
-            continue  # optimizer slots and bookkeeping, if a training checkpoint
-        rest = parts[1:]
-        array = bundle.read(name)
-        if rest[0] in ("wte", "wpe") and len(rest) == 1:
-            key = rest[0] + ".weight"
-        else:
-            leaf = {"g": "weight", "b": "bias", "w": "weight"}.get(rest[-1])
-            layer = re.fullmatch(r"h(\d+)", rest[0])
-            if leaf is None or (layer is None and rest[0] != "ln_f"):
-                raise UserError(f"{bundle.index_path} has a variable {name!r} that is not part of GPT-2.")
-            if rest[-1] == "w":
-                if array.ndim != 3 or array.shape[0] != 1:
-                    raise UserError(f"{bundle.index_path}: {name} should have shape [1, in, out] but has {list(array.shape)}.")
-                array = array[0]
-            scope = [f"h.{layer.group(1)}"] if layer else ["ln_f"]
-            key = ".".join(scope + rest[1:-1] + [leaf])
-        arrays[key] = array
-    if not arrays:
-        raise UserError(f"{bundle.index_path} has no GPT-2 variables (expected names like model/wte, model/h0/...).")
-    return arrays
-
-
-def hparams_as_hf_config(hparams: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's hparams.json in the names of Hugging Face's config.json."""
-    return {
-        "n_layer": hparams.get("n_layer"),
-        "n_embd": hparams.get("n_embd"),
-        "n_head": hparams.get("n_head"),
-        "vocab_size": hparams.get("n_vocab"),
-        "n_positions": hparams.get("n_ctx"),
-    }

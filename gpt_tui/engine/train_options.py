@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from gpt_tui.engine.options import Rule, check_all, check_rules, flags_for, option
 from gpt_tui.engine.presets import MAX_CONTEXT, PRESET_NAMES, resolve_preset
 from gpt_tui.engine.sampling_config import MAX_NEW_TOKENS
+from gpt_tui.engine.runs import TENSORBOARD_SUBDIR
 from gpt_tui.errors import UserError
+from gpt_tui.extras import available, install_hint, missing
 
 if TYPE_CHECKING:
     from gpt_tui.engine.model import GPTConfig
@@ -27,6 +29,11 @@ def _check_device(value: str) -> None:
 
 def _check_model(value: str) -> None:
     resolve_preset(value)
+
+
+def _check_tensorboard(value: bool) -> None:
+    if value and not available("tensorboard"):  # said before a run starts (or detaches), not at its first step
+        raise missing("tensorboard", "tensorboard", "--tensorboard")
 
 
 MAX_SEED = 2**63 - 1
@@ -75,11 +82,23 @@ class TrainConfig:
     grad_clip: float | None = option(  # None or 0: no clipping
         1.0, float, "clip the global gradient norm to this (0: off)", optional=True, minimum=0, off_flag="0",
         label="Gradient clip", form_help="max global norm; off: no clipping",
-        refusal="grad-clip cannot be negative, got {value}; use 0 to switch clipping off.",
+        refusal="grad-clip must be a finite number of 0 or more, got {value}; use 0 to switch clipping off.",
     )
     grad_accum: int = option(1, int, "micro-batches per optimizer step", minimum=1, label="Grad accumulation")
-    eval_freq: int = option(5, int, "evaluate every N steps", minimum=1, label="Eval every (steps)")
-    eval_iter: int = option(5, int, "batches per evaluation", minimum=1, label="Eval batches")
+    eval_freq: int | None = option(  # None: 5, or less often for a large default evaluation (engine.eval_coverage)
+        None, int, "evaluate every N steps (default: 5, or less often when the default evaluation of a large corpus "
+        "would otherwise take over a quarter of the time)", optional=True, minimum=1,
+        label="Eval every (steps)", form_help="auto: 5, or less often on a large corpus", placeholder="auto",
+    )
+    eval_iter: int | None = option(  # None: the whole split, or a fixed sample of a large one (engine.eval_coverage)
+        None, int, "batches per evaluation, the first N of each split (default: the whole split, or a fixed "
+        "seeded sample of a large one, within 0.05 of its loss)", optional=True, minimum=1,
+        label="Eval batches", form_help="first N batches; auto: whole split or a fixed sample", placeholder="auto",
+    )
+    early_stop: int | None = option(  # None: off (gpt_tui.engine.early_stop)
+        None, int, "stop after N evaluations in a row without a lower val loss (default: off)", optional=True,
+        minimum=1, label="Early stop", form_help="evaluations without improvement; off: never",
+    )
     train_ratio: float = option(
         0.9, float, "share of the tokens used for training", above=0, below=1, label="Train ratio",
     )
@@ -121,6 +140,10 @@ class TrainConfig:
     )
     compile: bool = option(  # torch.compile the training step (pays off on GPUs for long runs)
         False, bool, "torch.compile the training step (a minute to compile; pays off on GPUs for long runs)",
+    )
+    tensorboard: bool = option(  # off by default: TensorBoard is an optional extra
+        False, bool, f"also log TensorBoard event files into the run directory's {TENSORBOARD_SUBDIR}/ "
+        f'(needs {install_hint("tensorboard")})', check=_check_tensorboard,
     )
 
     def validate(self) -> None:

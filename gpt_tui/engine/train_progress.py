@@ -11,7 +11,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from gpt_tui.engine import file_checks as fc
+from gpt_tui.errors import UserError
 
 RATE_WINDOW = 10  # steps the tokens/s figure averages over
 
@@ -23,20 +27,29 @@ class TrainProgress:
     batch_in_epoch: int = 0  # micro-batches of the current epoch already consumed
     tokens_seen: int = 0
     best_val_loss: float = float("inf")
+    best_step: int | None = None  # the step of the evaluation that gave best_val_loss
+    evals_since_best: int = 0  # evaluations since then that did not improve on it (--early-stop counts these)
     elapsed_before: float = 0.0  # seconds trained by earlier processes of this run
     started: float | None = None  # perf_counter() when this process began training
     _rates: list[tuple[float, int]] = field(default_factory=list)  # (seconds, tokens) of the latest steps
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "TrainProgress":
-        """The progress a full checkpoint's training state records."""
+    def from_state(cls, state: dict[str, Any], where: str | Path = "the checkpoint") -> "TrainProgress":
+        """The progress a full checkpoint's training state records, each value checked (``where`` names the file)."""
+        state = fc.mapping(state, "train_state", where)
+        counters = {}
+        for key in ("step", "epoch", "batch_in_epoch", "tokens_seen"):
+            if key not in state:
+                raise UserError(f"{where}: the training state has no {key}, so the run cannot continue exactly; "
+                                "resume from an earlier checkpoint, or start from its weights with --init-from.")
+            counters[key] = fc.whole(state[key], f"train_state.{key}", where)
+        best, best_step = state.get("best_val_loss"), state.get("best_step")
         return cls(
-            step=state["step"],
-            epoch=state["epoch"],
-            batch_in_epoch=state["batch_in_epoch"],
-            tokens_seen=state["tokens_seen"],
-            best_val_loss=state.get("best_val_loss", float("inf")),
-            elapsed_before=state.get("elapsed", 0.0),
+            **counters,
+            best_val_loss=float("inf") if best is None else fc.real(best, "train_state.best_val_loss", where),
+            best_step=None if best_step is None else fc.whole(best_step, "train_state.best_step", where),
+            evals_since_best=fc.whole(state.get("evals_since_best", 0), "train_state.evals_since_best", where),
+            elapsed_before=fc.real(state.get("elapsed", 0.0), "train_state.elapsed", where),
         )
 
     def to_state(self, train_config: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +60,8 @@ class TrainProgress:
             "batch_in_epoch": self.batch_in_epoch,
             "tokens_seen": self.tokens_seen,
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "best_step": self.best_step,
+            "evals_since_best": self.evals_since_best,
             "elapsed": self.elapsed(),
             "train_config": train_config,
         }
@@ -74,6 +89,14 @@ class TrainProgress:
         del self._rates[:-RATE_WINDOW]
         return sum(n for _, n in self._rates) / max(sum(t for t, _ in self._rates), 1e-9)
 
-    def record_val_loss(self, loss: float) -> None:
-        if math.isfinite(loss):
-            self.best_val_loss = min(self.best_val_loss, loss)
+    def record_val_loss(self, loss: float) -> bool:
+        """Count an evaluation at the current step; True when it improves on the best: strictly lower, no margin.
+
+        Any real decrease counts, however small, so a run creeping down is not
+        stopped early; a NaN or infinite loss never improves.
+        """
+        if math.isfinite(loss) and loss < self.best_val_loss:
+            self.best_val_loss, self.best_step, self.evals_since_best = loss, self.step, 0
+            return True
+        self.evals_since_best += 1
+        return False

@@ -27,9 +27,10 @@ from gpt_tui import fileio
 from gpt_tui.engine import checkpoint as ckpt
 from gpt_tui.engine import distributed
 from gpt_tui.engine.batches import DataSplits
+from gpt_tui.engine.best_checkpoint import BestKeeper
 from gpt_tui.engine.checkpoint_schedule import CheckpointSchedule
 from gpt_tui.engine.device import resolve_device
-from gpt_tui.engine.evaluation import sample_text, split_losses
+from gpt_tui.engine.evaluation import eval_interval, sample_text, split_losses
 from gpt_tui.engine.events import (
     CheckpointEvent,
     DoneEvent,
@@ -41,6 +42,7 @@ from gpt_tui.engine.events import (
     StepEvent,
     TrainEvent,
 )
+from gpt_tui.engine.mfu import Utilization
 from gpt_tui.engine.model import GPTModel
 from gpt_tui.engine.run_control import RunControl
 from gpt_tui.engine.run_directory import RunDirectory
@@ -98,6 +100,7 @@ class Trainer:
         self._total: int | None = None  # the step the run ends at, once its data is known
         self._saved_step = -1  # the step of the last checkpoint this trainer wrote
         self._checkpoints = CheckpointSchedule(config.checkpoint_every, config.checkpoint_minutes)
+        self._best = BestKeeper(self.run_dir, config.early_stop, self.dist.is_main)  # best.safetensors, --early-stop
 
     @property
     def step(self) -> int:
@@ -190,7 +193,7 @@ class Trainer:
             self._fail(OUT_OF_MEMORY)
             self._dir.release()
             raise UserError(OUT_OF_MEMORY)
-        self._status(done.reason, reason=self._control.stop_reason if done.reason == "stopped" else None)
+        self._status(done.reason, reason=done.stop_reason)
         self._dir.release()
         return done
 
@@ -279,13 +282,17 @@ class Trainer:
         if not self.dist.is_main:
             return path  # rank 0 holds the same weights and writes them
         fileio.refuse_link(path.parent)
-        with self._lock:
-            ckpt.save_checkpoint(path, self.model, optimizer=self.optimizer, train_state=self.progress.to_state(self.config.to_dict()))
+        self._write(path)
+        self._best.settle(self.step, self._write, saved=path)  # an evaluation's new best at this step: a link to it
         ckpt.prune_checkpoints(self.run_dir, keep, self.config.run_id)  # this run's checkpoints only
         self._saved_step = self.step
         self._checkpoints.restart()
         self._emit(CheckpointEvent(step=self.step, path=str(path)))
         return path
+
+    def _write(self, path: Path) -> None:
+        with self._lock:
+            ckpt.save_checkpoint(path, self.model, optimizer=self.optimizer, train_state=self.progress.to_state(self.config.to_dict()))
 
     def _run(self) -> DoneEvent:
         cfg = self.config
@@ -297,10 +304,12 @@ class Trainer:
         assert model is not None and optimizer is not None
         train_step = TrainStep(model, optimizer, cfg, device, self.dist)
         autocast = train_step.autocast
+        usage = Utilization(model, cfg.context_length, device, cfg.precision, self.dist.world_size)  # MFU, peak memory
         feed = self._feed
         assert feed is not None
         steps_per_epoch = len(splits.train) // cfg.grad_accum
         total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+        eval_every = eval_interval(cfg, splits)
         self._total = total_steps
         self._status("running")
         min_lr = cfg.lr if cfg.min_lr is None else cfg.min_lr
@@ -308,7 +317,8 @@ class Trainer:
         self._emit(StartEvent(
             run_dir=str(self.run_dir), device=str(device), num_parameters=model.num_parameters(),
             train_tokens=splits.train_tokens, val_tokens=splits.val_tokens, train_batches=len(splits.train),
-            val_batches=len(splits.val), total_steps=total_steps, start_step=progress.step,
+            val_batches=len(splits.val), total_steps=total_steps, start_step=progress.step, eval_every=eval_every,
+            **usage.start_fields(),
         ))
         progress.start_clock()
         self._checkpoints.restart()
@@ -318,6 +328,7 @@ class Trainer:
         reason = "finished"
         batches = feed.epoch(progress.epoch, progress.batch_in_epoch)
         while progress.step < total_steps:
+            self._best.settle(progress.step, self._write)  # before the weights change: the last evaluation's new best
             if progress.batch_in_epoch + cfg.grad_accum > len(splits.train):
                 self._end_epoch()
                 batches = feed.epoch(progress.epoch, 0)
@@ -336,14 +347,14 @@ class Trainer:
             rate = progress.tokens_per_sec(time.perf_counter() - step_start, tokens_per_step)
             self._emit(StepEvent(
                 step=progress.step, epoch=progress.epoch + 1, tokens_seen=progress.tokens_seen, loss=loss_value, lr=lr,
-                grad_norm=grad_norm_value, tokens_per_sec=rate, elapsed=progress.elapsed(), total_steps=total_steps,
+                grad_norm=grad_norm_value, tokens_per_sec=rate, elapsed=progress.elapsed(), total_steps=total_steps, **usage.step_fields(rate),
             ))
             if not math.isfinite(loss_value):
                 raise UserError(
                     f"The loss became {loss_value} at step {progress.step}; training stopped and the last good checkpoint is kept. "
                     "Lower --lr or set --grad-clip 1.0."
                 )
-            if progress.step % cfg.eval_freq == 0:
+            if progress.step % eval_every == 0:
                 self._evaluate(autocast)
             if progress.batch_in_epoch + cfg.grad_accum > len(splits.train):
                 self._end_epoch()
@@ -353,7 +364,7 @@ class Trainer:
                 if progress.step < total_steps:
                     self.save()
         else:
-            if progress.step % cfg.eval_freq != 0:
+            if progress.step % eval_every != 0:
                 self._evaluate(autocast)
         if reason == "stopped" and self._saved_step == progress.step:
             # Stopped right after a periodic save: that checkpoint is this state; writing it twice only delays the exit.
@@ -361,7 +372,8 @@ class Trainer:
         else:
             final = self.save()
         done = DoneEvent(
-            step=progress.step, tokens_seen=progress.tokens_seen, reason=reason, checkpoint=str(final), elapsed=progress.elapsed()
+            step=progress.step, tokens_seen=progress.tokens_seen, reason=reason, checkpoint=str(final), elapsed=progress.elapsed(),
+            stop_reason=self._control.stop_reason if reason == "stopped" else None,
         )
         self._emit(done)
         return done
@@ -373,12 +385,10 @@ class Trainer:
 
     def _evaluate(self, autocast: contextlib.AbstractContextManager) -> None:
         assert self.model is not None and self._splits is not None and self._device is not None
-        train_loss, val_loss = split_losses(
-            self.model, self._splits, self._device, self.config.eval_iter, autocast, self.dist
-        )
-        self.progress.record_val_loss(val_loss)
+        losses = split_losses(self.model, self._splits, self._device, self.config, autocast, self.dist)
+        self._best.evaluated(self.progress, losses.val_loss, self.request_stop)  # a new best; --early-stop may stop the run
         epoch, tokens = self.progress.epoch + 1, self.progress.tokens_seen
-        self._emit(EvalEvent(step=self.step, epoch=epoch, tokens_seen=tokens, train_loss=train_loss, val_loss=val_loss))
+        self._emit(EvalEvent(step=self.step, epoch=epoch, tokens_seen=tokens, **losses.event_fields()))
 
     def _sample(self) -> None:
         if not self.config.sample_tokens or not self.config.start_context or not self.dist.is_main:

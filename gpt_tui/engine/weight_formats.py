@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from gpt_tui.engine import hub, tf_checkpoint
+from gpt_tui.engine import hub, tf_checkpoint, tf_gpt2
 from gpt_tui.engine.checkpoint import load_checkpoint
-from gpt_tui.engine.weight_io import first_line, load_safetensors, read_json, torch_load
+from gpt_tui.engine.file_checks import inside
+from gpt_tui.engine.weight_io import first_line, load_safetensors, read_config, read_json, torch_load
 from gpt_tui.engine.weight_layouts import KIND_NATIVE, KIND_TF, Weights, from_book, from_hf, from_native, strip_wrappers
 from gpt_tui.errors import UserError
 
@@ -82,8 +83,16 @@ def _is_hf(path: Path) -> bool:
     return path.is_file() and path.name.endswith(".index.json")
 
 
+def _hf_root(folder: Path) -> Path:
+    """What files of ``folder`` may link into: itself, or for a cache snapshot its ``models--*`` entry (the blobs)."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent
+    return folder
+
+
 def _read_hf(path: Path) -> Weights:
     folder = path if path.is_dir() else path.parent
+    root = _hf_root(folder)
     state: dict[str, torch.Tensor] = {}
     source: Path | None = None
     for name in HF_WEIGHT_FILES:
@@ -91,12 +100,15 @@ def _read_hf(path: Path) -> Weights:
         if not candidate.is_file():
             continue
         source = candidate
+        inside(root, candidate, folder)
         if name.endswith(".index.json"):
             weight_map = read_json(candidate).get("weight_map")
-            if not isinstance(weight_map, dict):
-                raise UserError(f"{candidate} has no weight_map; restore it from the original download.")
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise UserError(f"{candidate} has no weight_map of tensor names to file names; "
+                                "restore it from the original download.")
             for shard in sorted(set(weight_map.values())):
-                shard_path = folder / str(shard)
+                shard_path = folder / shard
+                inside(root, shard_path, candidate)
                 if not shard_path.is_file():
                     raise UserError(f"{candidate} lists {shard}, which is missing from {folder}.")
                 state.update(load_safetensors(shard_path) if shard_path.suffix == ".safetensors" else torch_load(shard_path)[0])
@@ -108,7 +120,10 @@ def _read_hf(path: Path) -> Weights:
     if source is None:
         raise UserError(f"{folder} has no model.safetensors or pytorch_model.bin.")
     config_path = folder / hub.CONFIG_FILE
-    hf_config = read_json(config_path) if config_path.is_file() else None
+    hf_config = None
+    if config_path.is_file():
+        inside(root, config_path, folder)
+        hf_config = read_config(config_path)
     return from_hf(state, source, hf_config)
 
 
@@ -127,18 +142,19 @@ def _is_tensorflow(path: Path) -> bool:
 
 def _read_tensorflow(path: Path) -> Weights:
     if path.is_dir():
-        folder, prefix = path, tf_checkpoint.find_checkpoint_prefix(path)
+        folder, prefix = path, tf_gpt2.find_checkpoint_prefix(path)
     elif path.is_file():
         match = _TF_DATA.fullmatch(path.name)
         folder, prefix = path.parent, (path.with_name(match.group(1)) if match else path.with_suffix(""))
     else:
         folder, prefix = path.parent, path
+    inside(folder, Path(f"{prefix}.index"), folder)  # a link to an index elsewhere is not this folder's checkpoint
     bundle = tf_checkpoint.TFCheckpoint(prefix)
     hparams_path = folder / "hparams.json"
-    hparams = read_json(hparams_path) if hparams_path.is_file() else None
-    arrays = tf_checkpoint.gpt2_arrays(bundle)
+    hparams = read_config(hparams_path) if hparams_path.is_file() else None
+    arrays = tf_gpt2.gpt2_arrays(bundle)
     state = {key: torch.from_numpy(arrays.pop(key)).to(torch.float32) for key in list(arrays)}
-    hf_config = tf_checkpoint.hparams_as_hf_config(hparams) if hparams is not None else None
+    hf_config = tf_gpt2.hparams_as_hf_config(hparams) if hparams is not None else None
     weights = from_hf(state, bundle.index_path, hf_config)
     weights.kind = KIND_TF
     return weights
@@ -190,13 +206,13 @@ def _sidecar_config(path: Path) -> dict[str, Any] | None:
     """A JSON config next to a bare state dict: ``<stem>.json`` or ``config.json``."""
     for candidate in (path.with_suffix(".json"), path.parent / hub.CONFIG_FILE, path.parent / "hparams.json"):
         if candidate.is_file():
-            return read_json(candidate)
+            return read_config(candidate)
     return None
 
 
 def _hf_sidecar(path: Path) -> dict[str, Any] | None:
     sidecar = path.parent / hub.CONFIG_FILE
-    return read_json(sidecar) if sidecar.is_file() else None
+    return read_config(sidecar) if sidecar.is_file() else None
 
 
 @dataclass(frozen=True)

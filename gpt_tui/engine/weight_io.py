@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
+from gpt_tui.engine.config_checks import json_config
+from gpt_tui.engine.zip_checks import check_torch_zip
 from gpt_tui.errors import UserError
 
 # What every refusal of a source lists, so the user sees what would have worked.
@@ -36,14 +39,25 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+MAX_JSON_BYTES = 64 << 20  # a sharded model's index is a few MB; a larger "config" is no config
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise UserError(f"{path} is {path.stat().st_size:,} bytes, far larger than a config or index; "
+                            "restore it from the original download.")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({first_line(exc)}); restore it from the original download.") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} should hold a JSON object.")
     return data
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A config.json, hparams.json or sidecar config, every value the loaders use checked."""
+    return json_config(read_json(path), path)
 
 
 def load_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
@@ -55,6 +69,8 @@ def load_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
 
 def torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:
     """A pickled state dict via ``weights_only=True``: tensors and plain containers only, never code."""
+    if zipfile.is_zipfile(path):
+        check_torch_zip(path)  # declared sizes against the file's, before anything is decompressed
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -69,7 +85,7 @@ def torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | 
     except (RuntimeError, EOFError, ValueError, OSError, struct.error, UnicodeDecodeError, KeyError) as exc:
         raise UserError(f"{path} is corrupt, truncated or not a PyTorch file ({first_line(exc)}).") from None
     state, config = _unwrap_state(loaded, path)
-    return state, config
+    return state, (None if config is None else json_config(config, path))
 
 
 def _unwrap_state(obj: Any, path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:

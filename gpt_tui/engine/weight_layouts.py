@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gpt_tui.engine import hf_names, hub
+from gpt_tui.engine import file_checks as fc, hf_names, hub
+from gpt_tui.engine.config_checks import LAYER_NORM_EPS, check_gpt2_architecture  # noqa: F401  (re-exported)
 from gpt_tui.engine.model import GPTConfig
 from gpt_tui.engine.model_build import meta_model
 from gpt_tui.errors import UserError
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from gpt_tui.engine.model import GPTConfig
 
 GPT2_VOCAB = 50257
-LAYER_NORM_EPS = 1e-5
-# Activation names that are GPT-2's tanh-approximated GELU.
-TANH_GELUS = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"}
 # Width -> heads for the released GPT-2 sizes and gpt-tui's own presets, used when no config says.
 KNOWN_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25, 128: 4, 256: 4}
 
@@ -85,6 +83,9 @@ def _layer_count(keys: set[str], pattern: str, path: Path) -> int:
     if not indices:
         raise UserError(f"{path} has no transformer blocks.")
     count = max(indices) + 1
+    if count > min(len(keys), fc.MAX_LAYERS):  # checked before a range of the claimed size is made
+        raise UserError(f"{path} names transformer block {count - 1}, more than its {len(keys)} tensors or gpt-tui's "
+                        f"limit of {fc.MAX_LAYERS} blocks allow; the file is damaged or not a GPT-2 model.")
     missing = sorted(set(range(count)) - indices)
     if missing:
         raise UserError(f"{path} is missing transformer block {missing[0]} of {count}; the file is incomplete.")
@@ -99,7 +100,7 @@ def _require(state: dict[str, "torch.Tensor"], key: str, path: Path) -> "torch.T
 
 def _same_tensor(head: "torch.Tensor", embedding: "torch.Tensor") -> bool:
     """A head that is the token embedding (one storage, or equal values): the model ties them."""
-    return head.shape == embedding.shape and bool(head.data_ptr() == embedding.data_ptr() or head.equal(embedding))
+    return head.shape == embedding.shape and head.dtype == embedding.dtype and bool(head.data_ptr() == embedding.data_ptr() or head.equal(embedding))
 
 
 def config_from_shapes(
@@ -116,7 +117,12 @@ def config_from_shapes(
 
     The head count leaves no trace in the shapes; dropout is 0.0 for imported weights (see ``weights``).
     """
-    vocab, width = tok_emb.shape
+    if tok_emb.dim() != 2 or pos_emb.dim() != 2 or tok_emb.shape[1] != pos_emb.shape[1]:
+        raise UserError(f"{path}: the token and position embeddings should be 2-D tables of one width, "
+                        f"not {list(tok_emb.shape)} and {list(pos_emb.shape)}.")
+    vocab = fc.whole(int(tok_emb.shape[0]), "the vocabulary (rows of the token embedding)", path, 1, fc.MAX_VOCAB)
+    width = fc.whole(int(tok_emb.shape[1]), "the width (columns of the token embedding)", path, 1, fc.MAX_WIDTH)
+    fc.whole(int(pos_emb.shape[0]), "the context (rows of the position embedding)", path, 1, fc.MAX_CONTEXT)
     return GPTConfig(
         vocab_size=int(vocab),
         context_length=int(pos_emb.shape[0]),
@@ -134,7 +140,7 @@ def from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, A
     state = {k.removeprefix("transformer."): v for k, v in state.items()}
     # Causal-mask buffers that older transformers versions saved with the weights.
     state = {k: v for k, v in state.items() if not re.fullmatch(r"h\.\d+\.attn\.(bias|masked_bias)", k)}
-    _check_hf_config(hf_config, path)
+    check_gpt2_architecture(hf_config, path.parent / hub.CONFIG_FILE if path.is_file() else path / hub.CONFIG_FILE)
     wte = _require(state, "wte.weight", path)
     wpe = _require(state, "wpe.weight", path)
     if wte.dim() != 2 or wpe.dim() != 2:
@@ -181,28 +187,6 @@ def from_hf(state: dict[str, "torch.Tensor"], path: Path, hf_config: dict[str, A
     if leftover:
         raise UserError(f"{path} has tensors a GPT-2 model does not have ({', '.join(leftover[:3])}); it is another architecture.")
     return finish(config, out, KIND_HF, path, origin)
-
-
-def _check_hf_config(hf_config: dict[str, Any] | None, path: Path) -> None:
-    """Refuse configurations the GPT-2 architecture here cannot reproduce, rather than load them wrongly."""
-    if not hf_config:
-        return
-    where = path.parent / hub.CONFIG_FILE if path.is_file() else path / hub.CONFIG_FILE
-    model_type = hf_config.get("model_type", "gpt2")
-    if model_type != "gpt2":
-        raise UserError(f"{where} describes a {model_type!r} model; gpt-tui loads GPT-2 models only.")
-    activation = hf_config.get("activation_function", "gelu_new")
-    if activation not in TANH_GELUS:
-        raise UserError(f"{where} uses activation {activation!r}; gpt-tui's GPT-2 uses the tanh GELU (gelu_new).")
-    eps = float(hf_config.get("layer_norm_epsilon", LAYER_NORM_EPS))
-    if abs(eps - LAYER_NORM_EPS) > 1e-12:
-        raise UserError(f"{where} sets layer_norm_epsilon {eps}; gpt-tui's GPT-2 uses {LAYER_NORM_EPS}.")
-    n_inner = hf_config.get("n_inner")
-    width = hf_config.get("n_embd")
-    if n_inner is not None and width is not None and int(n_inner) != 4 * int(width):
-        raise UserError(f"{where} sets n_inner {n_inner}; gpt-tui's GPT-2 has a feed-forward of 4 x n_embd = {4 * int(width)}.")
-    if hf_config.get("scale_attn_weights", True) is False or hf_config.get("scale_attn_by_inverse_layer_idx"):
-        raise UserError(f"{where} changes GPT-2's attention scaling, which gpt-tui's model does not support.")
 
 
 def from_book(state: dict[str, "torch.Tensor"], path: Path, config_hint: dict[str, Any] | None) -> Weights:

@@ -1,7 +1,8 @@
 """What a user names as weights, resolved to the file or folder that holds them.
 
 A source is a path (a file, a folder, a TensorFlow prefix), a run directory
-(its newest checkpoint that reads back), a folder of the Hugging Face cache,
+(its newest checkpoint that reads back), ``RUN@best`` (a run's best
+checkpoint, gpt_tui.engine.best_checkpoint), a folder of the Hugging Face cache,
 the name of a model imported earlier, or a Hugging Face model id already in
 the local cache; nothing is fetched. Paths are told apart by content (see
 ``weight_formats``), names only when no path of that name exists, so a file
@@ -13,7 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt_tui.engine import checkpoint as ckpt, hub
+from gpt_tui.engine import checkpoint as ckpt, file_checks as fc, hub
+from gpt_tui.engine.best_checkpoint import best_reference
 from gpt_tui.engine.weight_formats import detect_format
 from gpt_tui.engine.weight_io import ACCEPTED
 from gpt_tui.engine.weight_layouts import Weights
@@ -29,7 +31,7 @@ def read_weights(source: str | Path) -> Weights:
     text = str(source).strip()
     if not text:
         raise UserError(f"No weights given. Accepted: {ACCEPTED}.")
-    path = expand_user(text)
+    path = best_reference(text) or expand_user(text)  # RUN@best: the run's best checkpoint
     if path.is_dir() or path.is_file() or Path(f"{path}.index").is_file():  # the last: a TensorFlow prefix
         return read_path(path)
     if re.fullmatch(r"[A-Za-z0-9._-]+", text):
@@ -81,8 +83,15 @@ def _read_hf_cache_entry(folder: Path) -> Weights:
     """A ``models--org--name`` folder of the Hugging Face cache: the snapshot ``refs/main`` names."""
     ref = folder / "refs" / "main"
     snapshots = folder / "snapshots"
-    if ref.is_file() and (snapshots / ref.read_text().strip()).is_dir():
-        return read_path(snapshots / ref.read_text().strip())
+    if ref.is_file():
+        with ref.open("rb") as f:  # a commit hash; a huge file is not read whole
+            commit = f.read(256).decode(errors="replace").strip()
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", commit) or commit in (".", ".."):
+            raise UserError(f"{ref} names {fc.shown(commit)}, which is not a snapshot of {folder}; "
+                            "it should hold a commit hash. Pass the snapshot folder you want instead.")
+        if (snapshots / commit).is_dir():
+            fc.inside(folder, snapshots / commit, ref)
+            return read_path(snapshots / commit)
     found = [p for p in snapshots.iterdir() if p.is_dir()]
     if len(found) == 1:
         return read_path(found[0])

@@ -18,6 +18,7 @@ after the first frame is on screen.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,9 +33,11 @@ from textual.worker import Worker, WorkerState
 
 from gpt_tui.engine.events import CheckpointEvent, DoneEvent, SampleEvent
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import printable
 from gpt_tui.tui import attach, messages
 from gpt_tui.tui.app_settings import SettingsHandling
 from gpt_tui.tui.chart import LossChart
+from gpt_tui.tui.chart_export import ChartExport
 from gpt_tui.tui.chart_data import CHART_MODES, MODE_TITLES, LossHistory
 from gpt_tui.tui.checkpoints import CheckpointsPanel
 from gpt_tui.tui.commands import app_commands, key_help
@@ -44,6 +47,7 @@ from gpt_tui.tui.event_buffer import EventBuffer
 from gpt_tui.tui.fold import fold_events
 from gpt_tui.tui.followed_run import FollowedRunHandlers
 from gpt_tui.tui.help import HelpScreen
+from gpt_tui.tui.key_names import binding_ids, usable_keymap
 from gpt_tui.tui.history import PromptHistory, history_path
 from gpt_tui.tui.model_source import ReplModelSource
 from gpt_tui.tui.progress import TrainingProgress
@@ -55,7 +59,7 @@ from gpt_tui.tui.trainer_control import TrainerControl
 from gpt_tui.tui.training_control import NEW_RUN_KEY, TrainingControl
 from gpt_tui.tui.training_pane import TrainingPane
 from gpt_tui.tui.weight_actions import WeightActions
-from gpt_tui.tui.worker_results import WorkerResultHandlers
+from gpt_tui.tui.worker_results import WorkerResultHandlers, notices_to
 
 EVENT_DRAIN_INTERVAL_S = 0.25
 WIDE_MIN_COLUMNS = 120
@@ -75,6 +79,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         Binding(NEW_RUN_KEY, "train_new", "New run", id="train.new", show=False),
         Binding("f7", "chart_mode", "Chart", id="chart.mode"),
         Binding("f8", "save_checkpoint", "Save", id="checkpoint.save", show=False),
+        Binding("f9", "export_chart", "Export chart", id="chart.export", show=False),
         Binding("escape", "cancel_reply", "Cancel reply", id="reply.cancel", show=False),
         Binding("ctrl+y", "copy_reply", "Copy reply", id="reply.copy", show=False),
         Binding("ctrl+l", "clear_log", "Clear log", id="repl.clear", show=False),
@@ -107,6 +112,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         self.training_control = TrainingControl(self)
         self.replies = Replies(self)
         self.weight_actions = WeightActions(self)
+        self.chart_export = ChartExport(self)
         self._training_worker: Worker[Any] | None = None
         self._quitting = False
         self.first_frame_at: float | None = None
@@ -136,21 +142,22 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         return self.query_one(ReplPane)
 
     def on_mount(self) -> None:
+        self._notices_off = notices_to(self)
         self.settings, problems = load_settings()
         self.sampling = self.settings.sampling
         self._register_themes()
-        if self.settings.keys:
-            try:
-                self.set_keymap(self.settings.keys)
-            except Exception as exc:  # a key string Textual cannot parse
-                problems.append(f"[keys] in settings.toml: {exc}")
+        if self.settings.keys:  # an entry Textual could never match gets a notice, and is left out
+            keys, key_problems = usable_keymap(self.settings.keys, binding_ids())
+            self.settings = replace(self.settings, keys=keys)
+            problems += key_problems
+            self.set_keymap(keys)
         self._apply_training_settings()
         self.train_key = self.get_key_display(Binding(self.settings.keys.get("train.toggle", "f5"), "train_toggle"))
         self.chart.empty_hint = f"press {self.train_key} to start training"
         self.chart.redraw_if_changed(force=True)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         for problem in problems + self.theme_notes:
-            self.notify(problem, severity="warning", timeout=10)
+            self.notify(problem, severity="warning", timeout=10, markup=False)  # "[keys]" is no markup
         self._update_layout_class()
         if self.stable:
             for box in self.query("Input"):
@@ -242,7 +249,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
     def _show_sample(self, event: Any) -> None:
         text = Text()
         text.append(f"sample after epoch {event.epoch} (step {event.step}): ", style="bold")
-        text.append(event.text)
+        text.append(printable(event.text))
         self.repl.note(text, "sample")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -259,7 +266,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
             message = str(error)
         else:
             message = f"{type(error).__name__}: {error}\n\nThis is a bug in gpt-tui; the app keeps running."
-        self.push_screen(ErrorDialog(message, title))
+        self.push_screen(ErrorDialog(printable(message), title))  # it can quote a file name or a file
 
     # ----- REPL -----
     def update_repl_status(self) -> None:
@@ -285,6 +292,12 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         self.repl.clear()
 
     # ----- chart, help, settings -----
+    def action_export_chart(self) -> None:
+        self.chart_export.export_chart()
+
+    def action_export_metrics(self) -> None:
+        self.chart_export.export_metrics()
+
     def action_chart_mode(self) -> None:
         mode = self.chart.cycle_mode()
         self.query_one("#chart-box").border_title = f"{MODE_TITLES[mode]} · F7 switches"

@@ -15,7 +15,7 @@ from typing import Any
 
 from gpt_tui.engine import runlock
 from gpt_tui.engine.runs import run_is_live
-from gpt_tui.tui.run_list import visible
+from gpt_tui.textsafe import visible
 
 _STARTED: "weakref.WeakKeyDictionary[Any, list[Path]]" = weakref.WeakKeyDictionary()
 

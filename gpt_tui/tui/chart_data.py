@@ -101,6 +101,25 @@ def downsample(xs: list[float], ys: list[float], max_points: int) -> tuple[list[
     return out_x, out_y
 
 
+def step_means(xs: list[float], ys: list[float], max_points: int) -> tuple[list[float], list[float]]:
+    """At most ``max_points`` points, each the mean of the steps since the point before, drawn at the last of them.
+
+    A single step's loss is one batch's: noise, which min/max thinning would
+    even pick out. Buckets are a power of two steps wide, counted from the
+    first, so drawn points move only when the width doubles; the last bucket
+    is the mean of the steps since the last full one, and grows with the run.
+    """
+    n = len(xs)
+    if n == 0 or max_points < 1:
+        return list(xs), list(ys)
+    width = 1
+    while -(-n // width) > max_points:
+        width *= 2
+    out_x = [xs[min(start + width, n) - 1] for start in range(0, n, width)]
+    out_y = [sum(ys[start : start + width]) / len(ys[start : start + width]) for start in range(0, n, width)]
+    return out_x, out_y
+
+
 def step_ticks(last_step: float, max_ticks: int) -> list[int]:
     """Whole-number ticks 0, d, 2d... up to ``last_step`` with d a 1-2-5 step: steps are counts."""
     if last_step <= 0 or max_ticks < 2:
@@ -158,8 +177,13 @@ class LossHistory:
             sources = [self.train, self.val]
         out = []
         for source in sources:
-            xs, ys = downsample(source.xs, source.ys, max_points)
-            if mode == "perplexity":  # monotonic, so thinning first keeps the same extremes
+            if source is self.train:  # means of the steps each point covers; the evaluation before step 1 stays its own
+                first = 1 if source.xs[:1] == [0] else 0
+                xs, ys = step_means(source.xs[first:], source.ys[first:], max_points)
+                xs, ys = source.xs[:first] + xs, source.ys[:first] + ys
+            else:
+                xs, ys = downsample(source.xs, source.ys, max_points)
+            if mode == "perplexity":  # of the thinned losses: a train point is the exp of its steps' mean loss
                 # clipped so a fresh model's ~11 and a diverged one's inf both stay drawable
                 ys = [perplexity(y, cap=MAX_LOSS_FOR_PERPLEXITY) for y in ys]
             finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]

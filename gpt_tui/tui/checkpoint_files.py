@@ -1,7 +1,8 @@
 """The checkpoint files the app offers to load: every run's and every imported model's.
 
-Listing reads only the directory, never a file's tensors or header, so the
-panel opens instantly however many runs there are.
+Listing reads only the directory, never a file's tensors, and no header but
+each run's best checkpoint's (its step and val loss, a few hundred bytes), so
+the panel opens instantly however many runs there are.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt_tui import paths
-from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR, STEP_NAME, SUFFIX
+from gpt_tui.engine.best_checkpoint import read_best
+from gpt_tui.engine.checkpoint_names import BEST_NAME, CHECKPOINTS_SUBDIR, STEP_NAME, SUFFIX
 from gpt_tui.errors import UserError
 
 
@@ -34,7 +36,11 @@ def _entry(path: Path, source: str) -> CheckpointEntry | None:
         label = str(path.relative_to(paths.data_dir()))
     except ValueError:
         label = str(path)
-    return CheckpointEntry(path, label, source, int(match.group(1)) if match else None, stat.st_size, stat.st_mtime)
+    step = int(match.group(1)) if match else None
+    best = read_best(path.parent.parent) if path.name == BEST_NAME and source != "imported" else None
+    if best is not None:  # the run's best evaluation, kept whatever pruning removes
+        step, label = best.step, f"{label}  (best, val {best.val_loss:.3f})"
+    return CheckpointEntry(path, label, source, step, stat.st_size, stat.st_mtime)
 
 
 def find_checkpoints() -> list[CheckpointEntry]:

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Static
 
+from gpt_tui.textsafe import printable, visible
 from gpt_tui.tui.checkpoint_files import CheckpointEntry, find_checkpoints, format_size
 
 
@@ -76,7 +77,7 @@ class CheckpointsPanel(Vertical):
             label = entry.label
             if self.stable and entry.source != "imported":
                 label = label.replace(entry.source, "··")
-            table.add_row(label, step, format_size(entry.size), saved, key=str(entry.path))
+            table.add_row(Text(visible(label)), step, format_size(entry.size), saved, key=str(entry.path))
         if select is not None:
             for row, entry in enumerate(self.entries):
                 if str(entry.path) == select:
@@ -85,7 +86,7 @@ class CheckpointsPanel(Vertical):
             self.say("No checkpoints yet: train a model (it saves at the end), or use Save now while it trains.")
 
     def say(self, text: str, error: bool = False) -> None:
-        self.query_one("#ckpt-message", Static).update(Text(text, style="red" if error else ""))
+        self.query_one("#ckpt-message", Static).update(Text(printable(text), style="red" if error else ""))
 
     @property
     def selected(self) -> CheckpointEntry | None:

@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 SETTINGS_FILE = "settings.toml"
 DEFAULT_THEME = "gpt-tui-dark"
 MODEL_PRESETS = PRESET_NAMES  # the engine's table, torch-free
-OFF_WORDS = ("", "off", "none")
+OFF_WORDS = ("", "off", "none", "auto")  # "auto": what an option chooses by itself when not set
 
 
 # The engine's defaults, read once: the app's Start and `gpt-tui train` give the same run.

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpt_tui.textsafe import visible
 from gpt_tui.tui import attach, messages
 from gpt_tui.tui.background import remember
 from gpt_tui.tui.fold import fold_events
-from gpt_tui.tui.run_list import visible
 
 
 class FollowedRunHandlers:

@@ -159,3 +159,21 @@ class RunPolled(Message):
         super().__init__()
         self.seen = seen
         self.remote = remote
+
+
+class NoticeRaised(Message):
+    """The engine said something worth knowing that is no error (gpt_tui.errors.Notice), from any thread."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ExportWritten(Message):
+    """The chart's PNG or the metrics' CSV was written into the run directory (``path``), or why not (``error``)."""
+
+    def __init__(self, what: str, path: Path | None, error: str | None) -> None:
+        super().__init__()
+        self.what = what  # "chart" or "metrics"
+        self.path = path
+        self.error = error

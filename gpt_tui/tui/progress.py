@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt_tui.engine.eval_coverage import coverage_text
 from gpt_tui.engine.events import CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, SampleEvent, StartEvent, StepEvent
 
 # States a run moves through; "idle" before the first start.
@@ -59,7 +60,12 @@ class TrainingProgress:
     train_loss: float | None = None  # last evaluation
     val_loss: float | None = None
     best_val_loss: float | None = None
+    val_coverage: str = ""  # what the last evaluation read of the validation split: "13.8k tokens, whole split"
     tokens_per_sec: float = 0.0
+    mfu: float | None = None  # model FLOPs utilization of the latest step, a fraction of peak_flops
+    peak_memory: int | None = None  # bytes
+    peak_flops: float | None = None  # the device peak MFU is against, and where it came from
+    peak_source: str = ""
     elapsed: float = 0.0
     checkpoint: str = ""
     message: str = ""  # the last error, or why the run ended
@@ -103,6 +109,7 @@ class TrainingProgress:
             self.loss = event.loss
             self.lr = event.lr
             self.tokens_per_sec = event.tokens_per_sec
+            self.mfu, self.peak_memory = event.mfu, event.peak_memory
             self.elapsed = event.elapsed
             self.total_steps = event.total_steps
             if self.state == "preparing":
@@ -110,6 +117,7 @@ class TrainingProgress:
         elif isinstance(event, EvalEvent):
             self.train_loss = event.train_loss
             self.val_loss = event.val_loss
+            self.val_coverage = coverage_text(event.val_tokens, event.val_split_tokens)
             if math.isfinite(event.val_loss):
                 self.best_val_loss = event.val_loss if self.best_val_loss is None else min(self.best_val_loss, event.val_loss)
             self.epoch = max(self.epoch, event.epoch)
@@ -124,6 +132,7 @@ class TrainingProgress:
             self.steps_per_epoch = max(1, event.train_batches // max(1, self.grad_accum))
             self.total_steps = event.total_steps
             self.start_step = event.start_step
+            self.peak_flops, self.peak_source = event.peak_flops, event.peak_source
             self.step = event.start_step
             self.epoch = max(self.epoch, 1)
         elif isinstance(event, CheckpointEvent):

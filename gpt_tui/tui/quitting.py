@@ -57,6 +57,9 @@ class QuitHandling:
         self.exit()
 
     def on_unmount(self) -> None:
+        restore_notices = getattr(self, "_notices_off", None)  # set on mount (worker_results.notices_to)
+        if restore_notices is not None:
+            restore_notices()
         # The training thread would otherwise keep the process alive after the window closes;
         # a run in another process keeps going.
         if self.trainer is not None and not isinstance(self.trainer, RemoteRun):

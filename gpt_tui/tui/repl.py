@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from gpt_tui.textsafe import printable, visible
 from gpt_tui.tui.history import PromptHistory
 
 MAX_LOG_ENTRIES = 200
@@ -48,13 +49,13 @@ class Reply(Static):
         self.footer = ""
         self.add_class("-streaming")
         self._body = Text()
-        self._body.append(prompt, style="bold")
+        self._body.append(printable(prompt), style="bold")  # drawn with control characters made visible
         self.update(self._body)
 
     def append(self, piece: str) -> None:
-        self.text += piece
+        self.text += piece  # as the model wrote it, for copying
         self.updates += 1
-        self._body.append(piece)
+        self._body.append(printable(piece))  # an escape would reach the terminal: Rich passes ESC through
         self.update(self._body)
 
     def finish(self, footer: str, style: str = "dim") -> None:
@@ -62,7 +63,7 @@ class Reply(Static):
         self.remove_class("-streaming")
         self.add_class("-finished")
         self._body.append("\n")
-        self._body.append(footer, style=style)
+        self._body.append(printable(footer), style=style)  # names the weights' file, or quotes an error
         self.update(self._body)
 
 
@@ -85,7 +86,7 @@ class Note(Static):
     """
 
     def __init__(self, text: str | Text, kind: str = "info") -> None:
-        super().__init__(text, markup=False)
+        super().__init__(printable(text) if isinstance(text, str) else text, markup=False)  # it may quote a file
         self.add_class(f"-{kind}")
 
 
@@ -202,7 +203,7 @@ class ReplPane(Vertical):
     def set_status(self, text: str) -> None:
         if text != self._status_text:  # called on every training update; most change nothing
             self._status_text = text
-            self.query_one("#repl-status", Static).update(Text(text, overflow="ellipsis"))
+            self.query_one("#repl-status", Static).update(Text(visible(text), overflow="ellipsis"))  # names a file
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

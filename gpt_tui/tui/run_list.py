@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,21 +22,10 @@ from gpt_tui.engine import runlock
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR
 from gpt_tui.engine.runs import CONFIG_FILE, LIVE_STATES, METRICS_FILE, STATUS_FILE, RunInfo, read_run
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import visible
 from gpt_tui.tui.checkpoint_files import format_size
 
-SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def visible(text: str) -> str:
-    """``text`` with control and format characters (escapes, bidi overrides, tabs, newlines) written out as escapes."""
-    out = []
-    for ch in str(text):
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(SHORT_ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"))
-        else:
-            out.append(ch)
-    return "".join(out)
+__all__ = ["RunRow", "RunsReader", "delete_run", "format_age", "row_cells", "run_size", "visible"]
 
 
 def format_age(seconds: float) -> str:
@@ -146,6 +134,8 @@ def row_cells(row: RunRow, now: float, stable: bool = False) -> tuple[Text, ...]
     state = visible(info.status) + (" (here)" if row.here else "")
     step = f"{info.step}/{info.total_steps}" if isinstance(info.total_steps, int) else str(info.step)
     best = f"{info.best_val_loss:.3f}" if isinstance(info.best_val_loss, float) else "-"
+    kept = getattr(info, "best_checkpoint", None)  # the best checkpoint's step: RUN@best loads it
+    best += f" @{kept.step}" if kept is not None else ""
     age = "··" if stable else format_age(now - info.updated) if info.updated else "-"
     state_style = {"running": "green", "paused": "yellow", "failed": "red", "damaged": "red", "stale": "yellow"}.get(info.status, "")
     return (Text(visible(info.name)), Text(state, style=state_style), Text(step), Text(best), Text(format_size(row.size)), Text(age))

@@ -22,9 +22,9 @@ from gpt_tui.engine import runlock
 from gpt_tui.engine.checkpoint_names import list_checkpoints
 from gpt_tui.engine.runs import WEIGHTS_FILE, request_control
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import visible
 from gpt_tui.tui.messages import RunWeightsLoaded
 from gpt_tui.tui.model_source import LoadedModel, load_model_file
-from gpt_tui.tui.run_list import visible
 
 # Deferred imports: gpt_tui.engine.checkpoint needs torch, which the app's first frame must not load.
 

@@ -27,10 +27,11 @@ from textual.widgets import DataTable, Footer, Static
 from gpt_tui import paths
 from gpt_tui.engine.runs import run_is_live
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import visible
 from gpt_tui.tui.checkpoint_files import format_size
 from gpt_tui.tui.dialogs import ConfirmDialog
 from gpt_tui.tui.messages import RunsRead
-from gpt_tui.tui.run_list import RunRow, RunsReader, delete_run, row_cells, visible
+from gpt_tui.tui.run_list import RunRow, RunsReader, delete_run, row_cells
 
 REFRESH_S = 2.0
 _READERS: dict[str, RunsReader] = {}
@@ -181,6 +182,8 @@ class RunsScreen(ModalScreen[None]):
         if info.model:
             parts.append(f"model {visible(str(info.model))}")
         parts.append(f"checkpoint {visible(info.latest_checkpoint.name)}" if info.latest_checkpoint else "no checkpoint")
+        if getattr(info, "best_checkpoint", None) is not None:
+            parts.append(f"best at step {info.best_checkpoint.step} (val {info.best_checkpoint.val_loss:.3f}): {visible(info.name)}@best")
         problem = getattr(info, "problem", None)
         if problem:
             parts.append(visible(str(problem)))

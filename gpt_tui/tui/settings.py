@@ -61,7 +61,7 @@ class FieldRow(Vertical):
                 yield Select(options, value=self.value, allow_blank=False, compact=True, id=f"input-{self.spec.name}")
             else:
                 yield Input(
-                    format_value(self.value),
+                    "auto" if self.value is None and self.spec.placeholder == "auto" else format_value(self.value),
                     placeholder=self.spec.placeholder,
                     compact=True,
                     id=f"input-{self.spec.name}",

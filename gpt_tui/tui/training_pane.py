@@ -15,6 +15,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, ProgressBar, Static
 
+from gpt_tui.engine.mfu import format_bytes, format_flops, format_mfu
+from gpt_tui.textsafe import visible
 from gpt_tui.tui.model_source import display_path
 from gpt_tui.tui.progress import TrainingProgress, format_count, format_duration, format_loss
 
@@ -39,7 +41,7 @@ class TrainingPane(Vertical):
         padding: 0 1;
     }
     TrainingPane > #train-state { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    TrainingPane > #train-stats { height: 5; }
+    TrainingPane > #train-stats { height: 6; }
     TrainingPane > #train-progress { height: 1; margin: 0; }
     TrainingPane > #train-progress Bar { width: 1fr; }
     TrainingPane > #train-saved { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -103,6 +105,8 @@ class TrainingPane(Vertical):
             ["loss", format_loss(p.loss), "val", format_loss(p.val_loss)],
             ["speed", self._volatile(rate), "best", format_loss(p.best_val_loss)],
             ["time", self._volatile(elapsed), "ETA", self._volatile(eta)],
+            ["MFU", self._volatile(format_mfu(p.mfu)) if p.mfu is not None else "-",
+             "memory", self._volatile(format_bytes(p.peak_memory)) if p.peak_memory is not None else "-"],
         ]
         if self.wide:
             details = [
@@ -111,6 +115,7 @@ class TrainingPane(Vertical):
                 ["train", f"{format_count(p.train_tokens)} tok" if p.train_tokens else "-"],
                 ["val", f"{format_count(p.val_tokens)} tok" if p.val_tokens else "-"],
                 ["batch", self.batch_label or "-"],
+                ["peak", self._volatile(format_flops(p.peak_flops)) if p.peak_flops else "-"],
             ]
             rows = [row + extra for row, extra in zip(rows, details)]
         # Plain padded text, not a rich Table: this redraws several times a second while training.
@@ -122,18 +127,21 @@ class TrainingPane(Vertical):
                 stats.append(f"{row[j]:<7}", style="dim")
                 stats.append(f"{row[j + 1]:<11}")
         self.query_one("#train-stats", Static).update(stats, layout=False)
+        # on the pane's lower border: an estimate says so, without a row of its own
+        self.border_subtitle = f"val over {p.val_coverage}" if p.val_coverage else ""
 
         bar = self.query_one("#train-progress", ProgressBar)
         bar.update(total=p.total_steps or 100, progress=p.step if p.total_steps else 0)
 
         if p.message and p.state == "failed":
-            saved = Text(p.message, style="red", no_wrap=True, overflow="ellipsis")
+            saved = Text(visible(p.message), style="red", no_wrap=True, overflow="ellipsis")  # it may quote a file
         elif p.checkpoint:
-            saved = Text(f"saved {Path(p.checkpoint).name}", no_wrap=True, overflow="ellipsis")
+            saved = Text(f"saved {visible(Path(p.checkpoint).name)}", no_wrap=True, overflow="ellipsis")
         elif p.run_dir:
-            saved = Text(f"saving to {self._path(p.run_dir)}", no_wrap=True, overflow="ellipsis")
+            saved = Text(f"saving to {visible(self._path(p.run_dir))}", no_wrap=True, overflow="ellipsis")
         else:
-            saved = Text(f"corpus {self.corpus_label}" if self.corpus_label else "", no_wrap=True, overflow="ellipsis")
+            corpus = f"corpus {visible(self.corpus_label)}" if self.corpus_label else ""
+            saved = Text(corpus, no_wrap=True, overflow="ellipsis")
         self.query_one("#train-saved", Static).update(saved, layout=False)
 
         toggle = self.query_one("#train-toggle", Button)

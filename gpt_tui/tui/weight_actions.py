@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import visible
 from gpt_tui.tui.checkpoints import CheckpointsPanel
 from gpt_tui.tui.dialogs import ConfirmDialog
 from gpt_tui.tui.messages import CheckpointSaved, ReplaceAsked, WeightsLoaded
@@ -88,7 +89,7 @@ class WeightActions:
             panel.reload(select=path)
             panel.say(f"Saved {display_path(path)}.")
         if not quiet:
-            self.app.notify(f"Checkpoint saved: {Path(path).name}", timeout=4)
+            self.app.notify(f"Checkpoint saved: {visible(Path(path).name)}", timeout=4, markup=False)
 
     def weights_loaded(self, loaded: LoadedModel | None) -> None:
         """A load ended (the model source already uses the weights); None: it failed, its worker says why."""
@@ -99,7 +100,7 @@ class WeightActions:
         params = format_count(sum(p.numel() for p in loaded.model.parameters()))
         app.repl.note(f"Now talking to {loaded.label} ({params} parameters).")
         self.say(f"Loaded {loaded.label}; the REPL uses it now.")
-        app.notify(f"Loaded {Path(loaded.path).name}", timeout=3)
+        app.notify(f"Loaded {visible(Path(loaded.path).name)}", timeout=3, markup=False)  # a file name
 
     def load(self, source: str, pending: threading.Event | None = None) -> None:
         """Load weights for the REPL on a worker; replies asked for meanwhile wait for them.

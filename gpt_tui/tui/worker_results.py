@@ -6,9 +6,38 @@ app that owns it (training_control, weight_actions, the REPL's status line).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import warnings
+
+from gpt_tui.errors import Notice
+from gpt_tui.textsafe import visible
 from gpt_tui.tui import messages
+
+
+def notices_to(app: Any) -> Callable[[], None]:
+    """Route engine Notices, from whichever thread warns, to the app as NoticeRaised messages.
+
+    Printed to stderr they would land under the app's screen, unseen, or
+    garble it; other warnings keep Python's own handling.
+    """
+    show = warnings.showwarning
+
+    def show_notice(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, Notice):
+            app.post_message(messages.NoticeRaised(str(message)))
+        else:
+            show(message, category, *args, **kwargs)
+
+    filters = warnings.filters[:]
+    warnings.simplefilter("always", Notice)
+    warnings.showwarning = show_notice
+
+    def restore() -> None:
+        warnings.showwarning = show
+        warnings.filters[:] = filters
+
+    return restore
 
 
 class WorkerResultHandlers:
@@ -17,6 +46,7 @@ class WorkerResultHandlers:
     devices: list[str]
     training_control: Any
     weight_actions: Any
+    chart_export: Any
 
     def on_devices_found(self, message: messages.DevicesFound) -> None:
         self.devices = message.devices
@@ -44,3 +74,9 @@ class WorkerResultHandlers:
         self.update_repl_status()
         if message.found is not None:
             message.weights.announce(*message.found)
+
+    def on_notice_raised(self, message: messages.NoticeRaised) -> None:
+        self.notify(visible(message.text), severity="warning", timeout=10, markup=False)  # type: ignore[attr-defined]
+
+    def on_export_written(self, message: messages.ExportWritten) -> None:
+        self.chart_export.written(message)
