@@ -21,6 +21,17 @@ class Notice(UserWarning):
     """
 
 
+class UnconfirmedCorpus(UserError):
+    """A checkpoint from elsewhere names ``corpus`` as its training text: read only once the user says so.
+
+    The CLI asks for --data; the app asks in a dialog and continues with it.
+    """
+
+    def __init__(self, message: str, corpus: str) -> None:
+        super().__init__(message)
+        self.corpus = corpus
+
+
 class AlreadyExistsError(UserError):
     """Refused because it would replace ``path``: the app asks and tries again, the CLI wants --force."""
 

@@ -144,3 +144,50 @@ def test_eval_reads_a_stored_corpus_only_in_the_run_folder_it_was_trained_in(cor
     assert main(["eval", "--checkpoint", str(lone), "--device", "cpu", "--num-batches", "1", "--data", str(secret)]) == 0
     assert main(["eval", "--checkpoint", str(latest_checkpoint(run_dir)), "--device", "cpu", "--num-batches", "1"]) == 0
     assert "val:" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_the_app_asks_before_continuing_a_shared_run_on_the_corpus_it_names(
+    corpus_and_init, fast_tui_settings, tmp_path
+) -> None:
+    from gpt_tui import paths
+    from gpt_tui.tui.dialogs import ConfirmDialog
+    from pilot import new_app, press_while_busy, screen_text, wait_until
+
+    corpus, init = corpus_and_init
+    secret = tmp_path / "secret.txt"
+    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    trained = tmp_path / "trained"
+    train_two_steps(corpus, init, trained)
+    _store_corpus(trained, str(secret))
+    shared = paths.runs_dir() / "shared-run"
+    shutil.copytree(trained, shared)  # a run folder someone handed over, put with the user's runs
+    app = new_app(run_dir=str(shared))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: app.model_source.kind == "loaded", what="the shared run's checkpoint")
+        await press_while_busy(pilot, "f5")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog) and "Read this corpus?" in screen_text(app),
+                         what="the question")
+        assert str(secret) in app.screen.question
+        assert latest_checkpoint(shared).name.endswith("00000002.safetensors")  # nothing read or trained yet
+        await press_while_busy(pilot, "y")
+        await wait_until(pilot, lambda: app.progress.state == "running" and app.progress.step >= 3, what="training on it")
+        await press_while_busy(pilot, "f6")
+        await wait_until(pilot, lambda: app.progress.state == "stopped" and app._training_worker.is_finished, what="the stop")
+    assert app.progress.run_dir == str(shared)
+
+
+def test_a_detached_resume_of_a_shared_run_is_refused_in_the_terminal(corpus_and_init, tmp_path, capsys) -> None:
+    corpus, init = corpus_and_init
+    secret = tmp_path / "secret.txt"
+    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    train_two_steps(corpus, init, run_dir)
+    _store_corpus(run_dir, str(secret))
+    shared = tmp_path / "shared"
+    shutil.copytree(run_dir, shared)
+    capsys.readouterr()
+    assert main(["train", "--detach", "--resume", str(shared), "--max-steps", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--data {secret}" in err[0], err
+    assert not list((shared / "checkpoints").glob("step-00000003*")) and not (shared / "train.log").exists()

@@ -196,3 +196,30 @@ async def test_the_training_pane_says_what_the_validation_loss_read():
         pane.refresh_progress()
         await pilot.pause()
         assert "val over 65.5k of 2.5M tokens" in screen_text(app)
+
+
+def test_the_default_interval_keeps_evaluating_to_a_share_of_the_time_and_given_values_are_kept(tmp_path, corpus_and_init):
+    from gpt_tui.engine.eval_coverage import BOOK_EVAL_FREQ, EVAL_TIME_SHARE, SCORED_PER_TRAINED, default_interval
+
+    assert default_interval(10, 8) == BOOK_EVAL_FREQ  # cheap evaluations: the book's every 5 steps
+    for read, per_step in ((16_384, 8), (216, 8), (20, 2)):
+        every = default_interval(read, per_step)
+        assert read / SCORED_PER_TRAINED <= EVAL_TIME_SHARE * every * per_step  # at most that share of the time
+        assert read / SCORED_PER_TRAINED > EVAL_TIME_SHARE * (every - 1) * per_step or every == BOOK_EVAL_FREQ
+
+    corpus, init = corpus_and_init
+
+    def eval_steps(**changes) -> tuple[int, list[int]]:
+        seen: list = []
+        config = TrainConfig(
+            data=str(corpus), context_length=16, batch_size=2, max_steps=20, sample_tokens=0, device="cpu",
+            precision="fp32", run_dir=str(tmp_path / f"run{len(list(tmp_path.iterdir()))}"), **changes,
+        )
+        Trainer(config, seen.append, init_from=str(init)).run()
+        start = next(e for e in seen if type(e).__name__ == "StartEvent")
+        return start.eval_every, [e.step for e in seen if isinstance(e, EvalEvent)]
+
+    every, steps = eval_steps()  # the default reads 20 windows: more than 5 steps of 2 windows train on
+    assert every > BOOK_EVAL_FREQ and steps == [0, *range(every, 20, every), 20]
+    assert eval_steps(eval_iter=1) == (BOOK_EVAL_FREQ, [0, 5, 10, 15, 20])  # the book's reading, the book's interval
+    assert eval_steps(eval_freq=3) == (3, [0, 3, 6, 9, 12, 15, 18, 20])

@@ -12,7 +12,9 @@ from pathlib import Path
 from gpt_tui.cli.train_flags import train_argv, train_overrides
 from gpt_tui.engine.best_checkpoint import best_reference
 from gpt_tui.engine.detach import start_detached, wait_until_running
-from gpt_tui.engine.ownership import model_in_checkpoint, run_home
+from gpt_tui.engine.checkpoint_header import stored_train_config
+from gpt_tui.engine.checkpoint_names import list_checkpoints
+from gpt_tui.engine.ownership import confirm_stored_corpus, model_in_checkpoint, run_home, same_dir
 from gpt_tui.engine.runs import new_run_dir
 from gpt_tui.paths import expand_user
 
@@ -40,7 +42,22 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _check_stored_corpus(args: argparse.Namespace) -> None:
+    """Refuse here, not in the background run's log, to read the corpus a shared checkpoint names."""
+    if not args.resume or args.data is not None:
+        return
+    source = best_reference(args.resume) or expand_user(args.resume)
+    newest = list_checkpoints(source)[-1:] if source.is_dir() else [source]
+    if newest and newest[0].is_file():
+        stored = stored_train_config(newest[0])
+        data, trained_in = stored.get("data"), stored.get("run_dir")
+        if isinstance(data, str) and (trained_in is None or isinstance(trained_in, str)):  # else the run refuses the file
+            in_place = same_dir(trained_in, run_home(newest[0]))
+            confirm_stored_corpus(args.resume, data, in_place=in_place, use="train on it")
+
+
 def detach_train(args: argparse.Namespace) -> int:
+    _check_stored_corpus(args)
     run_dir = _detached_run_dir(args)
     run = start_detached(_train_argv(args), run_dir)
     state = wait_until_running(run)

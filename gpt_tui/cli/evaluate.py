@@ -49,7 +49,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from gpt_tui.engine.evaluation import windows_loss
     from gpt_tui.engine.loss import perplexity
     from gpt_tui.engine.precision import autocast_for
-    from gpt_tui.engine.train_start import confirm_stored_corpus
     from gpt_tui.engine.weight_sources import weights_source
 
     device = resolve_device(args.device)
@@ -63,7 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = args.data if args.data is not None else stored.get("data")
     if args.data is None and stored:  # a checkpoint from elsewhere may name any file as its corpus
         home = ownership.run_home(resolve_checkpoint_path(source))
-        confirm_stored_corpus(args.checkpoint, data, in_place=ownership.same_dir(stored.get("run_dir"), home), use="score it")
+        ownership.confirm_stored_corpus(args.checkpoint, data, in_place=ownership.same_dir(stored.get("run_dir"), home), use="score it")
     context = args.context_length or stored.get("context_length") or model.config.context_length
     if context > model.config.context_length:
         raise UserError(f"--context-length {context} is longer than the model's {model.config.context_length} positions.")

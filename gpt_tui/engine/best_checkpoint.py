@@ -13,23 +13,21 @@ the app's lists read the mark from the file's header alone.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from gpt_tui import fileio, paths
+from gpt_tui.engine.checkpoint_header import read_header_json
 from gpt_tui.engine.checkpoint_names import best_checkpoint_path
 from gpt_tui.engine.early_stop import early_stop_reason
 from gpt_tui.engine.train_progress import TrainProgress
 from gpt_tui.errors import UserError
 
 BEST_TAG = "@best"  # RUN@best: that run's best checkpoint
-MAX_HEADER = 100_000_000  # bytes; a larger safetensors header is not one gpt-tui wrote
 
 
 @dataclass(frozen=True)
@@ -39,20 +37,6 @@ class BestMark:
     path: Path
     step: int
     val_loss: float
-
-
-def read_header_json(path: str | Path) -> dict[str, Any] | None:
-    """The ``gpt_tui`` header of a checkpoint file, read without torch; None when it is not one or cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if size > MAX_HEADER:
-                return None
-            header = json.loads(fh.read(size))
-        meta = json.loads(header["__metadata__"]["gpt_tui"])
-    except (OSError, ValueError, KeyError, TypeError, struct.error, RecursionError):
-        return None
-    return meta if isinstance(meta, dict) else None
 
 
 def read_best(run_dir: str | Path) -> BestMark | None:

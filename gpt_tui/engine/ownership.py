@@ -18,18 +18,19 @@ Nothing here imports torch: ``gpt-tui train --detach`` uses it.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import struct
 from pathlib import Path
 from typing import Callable, Sequence
 
 from gpt_tui.engine import runlock
+from gpt_tui.engine import corpus
+from gpt_tui.engine.checkpoint_header import stored_train_config
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR
 from gpt_tui.engine.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, read_status
-from gpt_tui.errors import UserError
+from gpt_tui.errors import UnconfirmedCorpus, UserError
 from gpt_tui.paths import expand_user
+from gpt_tui.textsafe import visible
 
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINTS_SUBDIR, STATUS_FILE)  # any of them: a run has used the folder
 
@@ -121,14 +122,21 @@ def resumes_in_place(train_args: Sequence[str], run_dir: str | os.PathLike[str])
 
 def model_in_checkpoint(path: str | os.PathLike[str]) -> str | None:
     """The model preset a gpt-tui checkpoint was trained as, read from its header without torch; None if unknown."""
-    try:
-        with open(path, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if size > 100_000_000:
-                return None
-            header = json.loads(fh.read(size))
-        meta = json.loads(header["__metadata__"]["gpt_tui"])
-        model = meta["train_state"]["train_config"]["model"]
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
-        return None
+    model = stored_train_config(path).get("model")
     return model if isinstance(model, str) and model.replace("-", "").isalnum() else None
+
+
+def confirm_stored_corpus(source: str, data: str | None, *, in_place: bool, use: str) -> None:
+    """Refuse to read the corpus a checkpoint names unless the checkpoint is in the run folder it was trained in.
+
+    A checkpoint from elsewhere (a shared run folder, a lone file) can name any
+    file, /etc/passwd as well as a corpus; it is read only once the user names
+    it with --data (the app asks).
+    """
+    if in_place or corpus.is_builtin(data):
+        return
+    raise UnconfirmedCorpus(
+        f"{visible(source)} was trained on {visible(data)}, but is not in the run folder it was trained in, so that "
+        f"file is not read unasked; pass --data {visible(data)} to {use}, or --data with the corpus you mean.",
+        str(data),
+    )

@@ -14,14 +14,13 @@ from typing import Any
 import torch
 
 from gpt_tui.engine import checkpoint as ckpt
-from gpt_tui.engine import corpus, ownership
+from gpt_tui.engine import ownership
 from gpt_tui.engine.batches import DataSplits, make_loaders
 from gpt_tui.engine.model import GPTConfig, GPTModel, tie_head
 from gpt_tui.engine.token_cache import tokenize_corpus
 from gpt_tui.engine.train_options import TrainConfig
 from gpt_tui.engine.weights import LoadedModel, load_model
 from gpt_tui.errors import UserError
-from gpt_tui.textsafe import visible
 
 
 def resume_config(source: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -35,28 +34,13 @@ def resume_config(source: str, overrides: dict[str, Any] | None = None) -> Train
     # A run copied or moved elsewhere continues where it is now; a lone file never where its header says.
     home = ownership.run_home(path)
     if "data" not in (overrides or {}):
-        confirm_stored_corpus(source, config.data, in_place=ownership.same_dir(config.run_dir, home), use="train on it")
+        ownership.confirm_stored_corpus(source, config.data, in_place=ownership.same_dir(config.run_dir, home), use="train on it")
     config.run_dir = str(home) if home is not None else None
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
     if not ownership.same_dir(config.run_dir, home) and "run_id" not in (overrides or {}):
         config.run_id = None  # continuing in another folder is a run of its own
     return config
-
-
-def confirm_stored_corpus(source: str, data: str | None, *, in_place: bool, use: str) -> None:
-    """Refuse to read the corpus a checkpoint names unless the checkpoint is in the run folder it was trained in.
-
-    A checkpoint from elsewhere (a shared run folder, a lone file) can name any
-    file, /etc/passwd as well as a corpus; it is read only once the user names
-    it with --data.
-    """
-    if in_place or corpus.is_builtin(data):
-        return
-    raise UserError(
-        f"{visible(source)} was trained on {visible(data)}, but is not in the run folder it was trained in, so that "
-        f"file is not read unasked; pass --data {visible(data)} to {use}, or --data with the corpus you mean."
-    )
 
 
 @dataclass

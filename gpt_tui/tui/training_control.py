@@ -23,8 +23,9 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from gpt_tui.errors import UserError
+from gpt_tui.errors import UnconfirmedCorpus, UserError
 from gpt_tui.paths import expand_user
+from gpt_tui.textsafe import visible
 from gpt_tui.tui.config import train_config_kwargs
 from gpt_tui.tui.dialogs import ChoiceDialog, ConfirmDialog
 from gpt_tui.tui.fold import fold_events
@@ -55,6 +56,7 @@ class TrainingControl:
         self.weights_picked = False  # the user loaded or imported weights in the Checkpoints panel since the last start
         self._waiting: TrainPlan | None = None  # a plan whose worker waits for the previous run to let go
         self._last_worker: Worker[Any] | None = None  # the newest training worker, current or not
+        self._last_plan = TrainPlan(NEW)  # what that worker was asked to do
         self._starts = 0  # counts starts, so a start that waited and was overtaken does nothing
 
     @property
@@ -216,6 +218,7 @@ class TrainingControl:
             self._launch(plan, kwargs)
 
     def _launch(self, plan: TrainPlan, kwargs: dict[str, Any]) -> None:
+        self._last_plan = plan
         worker = self.app.run_worker(
             lambda: self._train(plan, kwargs), thread=True, group="training", name="training", exit_on_error=False
         )
@@ -294,7 +297,9 @@ class TrainingControl:
             return
         app.drain_events()
         progress = app.progress
-        if worker.state == WorkerState.ERROR:
+        if worker.state == WorkerState.ERROR and isinstance(worker.error, UnconfirmedCorpus):
+            self._confirm_corpus(worker.error.corpus)
+        elif worker.state == WorkerState.ERROR:
             error = worker.error
             if progress.state != "failed":
                 progress.state = "failed"
@@ -306,6 +311,20 @@ class TrainingControl:
         elif worker.state == WorkerState.CANCELLED and progress.active:
             progress.state = "stopped"
             app.training_pane.refresh_progress()
+
+    def _confirm_corpus(self, corpus: str) -> None:
+        """A copied or shared run names its corpus: train on that file only once the user says so."""
+        plan = self._last_plan
+        self.app.progress.state = "stopped"
+        self.app.training_pane.refresh_progress()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start(TrainPlan(plan.kind, plan.source, {**plan.overrides, "data": corpus}))
+
+        question = (f"This run was trained on {visible(corpus)}, but it was not trained in this folder (it was copied "
+                    "or shared), so that file was not read. Continue the run on it?")
+        self.app.push_screen(ConfirmDialog(question, yes="Train on it", title="Read this corpus?"), answered)
 
     # ----- a run from disk -----
     def open_run(self, run_dir: str) -> None:
