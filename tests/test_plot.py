@@ -150,7 +150,7 @@ def test_read_curves_of_a_written_run():
 
 @pytest.mark.anyio
 async def test_app_exports_its_chart_as_png_and_its_metrics_as_csv(fast_tui_settings, monkeypatch):
-    from pilot import new_app, press_while_busy, wait_until
+    from pilot import new_app, press_while_busy, screen_text, wait_until
 
     from gpt_tui.engine.metric_sinks import csv_from_metrics
     from gpt_tui.engine.runs import CHART_EXPORT_FILE, METRICS_CSV_FILE, write_status
@@ -159,8 +159,14 @@ async def test_app_exports_its_chart_as_png_and_its_metrics_as_csv(fast_tui_sett
     write_status(run_dir, "finished", step=6, total_steps=6)
     app = new_app(run_dir=str(run_dir))
     notes: list[str] = []
-    async with app.run_test(size=(100, 30)) as pilot:
-        app.notify = lambda message, **_: notes.append(str(message))  # type: ignore[method-assign]
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        shown = app.notify
+
+        def noted(message: str, **options: object) -> None:
+            notes.append(str(message))
+            shown(message, **options)  # type: ignore[arg-type]
+
+        app.notify = noted  # type: ignore[method-assign]
         await wait_until(pilot, lambda: app.history.points > 0, what="the run's curves")
         await press_while_busy(pilot, "f9")
         await wait_until(pilot, lambda: any("written to" in n for n in notes), what="the export")
@@ -175,6 +181,7 @@ async def test_app_exports_its_chart_as_png_and_its_metrics_as_csv(fast_tui_sett
         await press_while_busy(pilot, "f9")
         await wait_until(pilot, lambda: bool(notes), what="the refusal")
         assert len(notes) == 1 and 'pip install "gpt-tui[plot]"' in notes[0]
+        await wait_until(pilot, lambda: '"gpt-tui[plot]"' in screen_text(app), what="the extra's name drawn as it is")
         assert not (run_dir / CHART_EXPORT_FILE.format(mode="perplexity")).exists()
 
         notes.clear()

@@ -259,7 +259,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         elif worker.state == WorkerState.ERROR and worker.group in ("reply", "files"):
             self.show_error(worker.error, "Could not finish that")
         elif worker.state == WorkerState.ERROR and worker.group == "warm-up":
-            self.notify(f"Background start-up failed: {worker.error}", severity="warning")
+            self.notify(f"Background start-up failed: {worker.error}", severity="warning", markup=False)
 
     def show_error(self, error: BaseException | None, title: str) -> None:
         if isinstance(error, UserError):
