@@ -92,6 +92,16 @@ def _store_corpus(run_dir: Path, data: str) -> None:
     save_file(tensors, str(path), metadata={**metadata, "gpt_tui": json.dumps(header)})
 
 
+def _run_naming_another_file(corpus_and_init, tmp_path: Path, run_dir: Path) -> Path:
+    """A finished two-step run in ``run_dir`` whose checkpoint names another readable file as its corpus (returned)."""
+    corpus, init = corpus_and_init
+    secret = tmp_path / "secret.txt"
+    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")  # any readable file: /etc/passwd
+    train_two_steps(corpus, init, run_dir)
+    _store_corpus(run_dir, str(secret))
+    return secret
+
+
 def test_a_checkpoint_naming_a_device_as_its_corpus_is_refused_not_hung(corpus_and_init, tmp_path, capsys) -> None:
     corpus, init = corpus_and_init
     run_dir = tmp_path / "run"
@@ -104,12 +114,8 @@ def test_a_checkpoint_naming_a_device_as_its_corpus_is_refused_not_hung(corpus_a
 
 
 def test_a_stored_corpus_from_another_folder_is_named_and_needs_data_to_be_read(corpus_and_init, tmp_path, capsys) -> None:
-    corpus, init = corpus_and_init
-    secret = tmp_path / "secret.txt"
-    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")  # any readable file: /etc/passwd
     run_dir = tmp_path / "run"
-    train_two_steps(corpus, init, run_dir)
-    _store_corpus(run_dir, str(secret))
+    secret = _run_naming_another_file(corpus_and_init, tmp_path, run_dir)
     shared = tmp_path / "shared"
     shutil.copytree(run_dir, shared)  # a run folder someone handed over
     capsys.readouterr()
@@ -128,12 +134,8 @@ def test_a_stored_corpus_from_another_folder_is_named_and_needs_data_to_be_read(
 
 
 def test_eval_reads_a_stored_corpus_only_in_the_run_folder_it_was_trained_in(corpus_and_init, tmp_path, capsys) -> None:
-    corpus, init = corpus_and_init
-    secret = tmp_path / "secret.txt"
-    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
     run_dir = tmp_path / "run"
-    train_two_steps(corpus, init, run_dir)
-    _store_corpus(run_dir, str(secret))
+    secret = _run_naming_another_file(corpus_and_init, tmp_path, run_dir)
     lone = tmp_path / "lone.safetensors"
     shutil.copy(latest_checkpoint(run_dir), lone)  # a checkpoint file someone handed over
     capsys.readouterr()
@@ -154,12 +156,8 @@ async def test_the_app_asks_before_continuing_a_shared_run_on_the_corpus_it_name
     from gpt_tui.tui.dialogs import ConfirmDialog
     from pilot import new_app, press_while_busy, screen_text, wait_until
 
-    corpus, init = corpus_and_init
-    secret = tmp_path / "secret.txt"
-    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
     trained = tmp_path / "trained"
-    train_two_steps(corpus, init, trained)
-    _store_corpus(trained, str(secret))
+    secret = _run_naming_another_file(corpus_and_init, tmp_path, trained)
     shared = paths.runs_dir() / "shared-run"
     shutil.copytree(trained, shared)  # a run folder someone handed over, put with the user's runs
     app = new_app(run_dir=str(shared))
@@ -178,12 +176,8 @@ async def test_the_app_asks_before_continuing_a_shared_run_on_the_corpus_it_name
 
 
 def test_a_detached_resume_of_a_shared_run_is_refused_in_the_terminal(corpus_and_init, tmp_path, capsys) -> None:
-    corpus, init = corpus_and_init
-    secret = tmp_path / "secret.txt"
-    secret.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
     run_dir = tmp_path / "run"
-    train_two_steps(corpus, init, run_dir)
-    _store_corpus(run_dir, str(secret))
+    secret = _run_naming_another_file(corpus_and_init, tmp_path, run_dir)
     shared = tmp_path / "shared"
     shutil.copytree(run_dir, shared)
     capsys.readouterr()

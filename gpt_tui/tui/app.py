@@ -157,7 +157,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         self.chart.redraw_if_changed(force=True)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         for problem in problems + self.theme_notes:
-            self.notify(problem, severity="warning", timeout=10, markup=False)  # "[keys]" is no markup
+            self.notify(problem, severity="warning", timeout=10)  # "[keys]" is no markup
         self._update_layout_class()
         if self.stable:
             for box in self.query("Input"):
@@ -259,7 +259,11 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         elif worker.state == WorkerState.ERROR and worker.group in ("reply", "files"):
             self.show_error(worker.error, "Could not finish that")
         elif worker.state == WorkerState.ERROR and worker.group == "warm-up":
-            self.notify(f"Background start-up failed: {worker.error}", severity="warning", markup=False)
+            self.notify(f"Background start-up failed: {worker.error}", severity="warning")
+
+    def notify(self, message: str, *, markup: bool = False, **options: Any) -> None:  # type: ignore[override]
+        """Every notice is plain text: notices quote errors, paths and run names, whose brackets are no markup."""
+        super().notify(message, markup=markup, **options)
 
     def show_error(self, error: BaseException | None, title: str) -> None:
         if isinstance(error, UserError):

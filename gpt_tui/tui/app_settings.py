@@ -45,7 +45,7 @@ class SettingsHandling:
         try:
             save_settings(self.settings, settings_path())
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=10, markup=False)
+            self.notify(str(exc), severity="error", timeout=10)
 
     def action_settings(self, initial: str = "training") -> None:
         screen = SettingsScreen(

@@ -65,7 +65,7 @@ class RunAttachment(Widget):
         self.weights = RunWeights(self.run_dir)  # the REPL on this run's newest weights
 
     def _say_error(self, message: str) -> None:
-        self.app.notify(message, severity="error", timeout=10, markup=False)
+        self.app.notify(message, severity="error", timeout=10)
 
     def on_mount(self) -> None:
         app = self.app

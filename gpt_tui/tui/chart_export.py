@@ -56,9 +56,9 @@ class ChartExport:
 
     def written(self, message: ExportWritten) -> None:
         if message.error is not None:
-            self.app.notify(message.error, title=f"Cannot export the {message.what}", severity="error", timeout=10, markup=False)
+            self.app.notify(message.error, title=f"Cannot export the {message.what}", severity="error", timeout=10)
         else:
-            self.app.notify(f"{message.what.capitalize()} written to {visible(display_path(message.path))}", timeout=8, markup=False)
+            self.app.notify(f"{message.what.capitalize()} written to {visible(display_path(message.path))}", timeout=8)
 
     # ----- on a worker -----
     def _draw(self, run_dir: Path, mode: str, series: list[Any]) -> None:

@@ -32,7 +32,7 @@ class FollowedRunHandlers:
         self.notify(
             f"Training in the background (pid {message.pid}); it keeps going after you quit. "
             f"Follow it later in the Runs screen (F4) or with `gpt-tui attach {message.run_dir.name}`.",
-            timeout=10, markup=False,
+            timeout=10,
         )
 
     def on_attachment_failed(self, message: messages.AttachmentFailed) -> None:
@@ -84,7 +84,7 @@ class FollowedRunHandlers:
             elif state in attach.LIVE_STATES_WITHOUT_PROCESS:  # its process is gone without a word
                 progress.state = "stopped"
         if seen.stale_note:
-            self.notify(seen.stale_note, severity="warning", timeout=10, markup=False)
+            self.notify(seen.stale_note, severity="warning", timeout=10)
         self.resume_from = seen.resume_from
         self.training_pane.refresh_progress()
         self.update_repl_status()

@@ -242,9 +242,9 @@ class RunsScreen(ModalScreen[None]):
         try:
             compare_with(app, row.info.path)
         except UserError as exc:  # the folder went away since the list was read
-            app.notify(str(exc), severity="error", timeout=8, markup=False)
+            app.notify(str(exc), severity="error", timeout=8)
             return
-        app.notify(f"Comparing with {visible(row.info.name)}.", timeout=3, markup=False)
+        app.notify(f"Comparing with {visible(row.info.name)}.", timeout=3)
 
     def action_delete(self) -> None:
         row = self._pick("delete")
@@ -280,6 +280,6 @@ class RunsScreen(ModalScreen[None]):
         if app.resume_from == str(folder):
             app.resume_from = None
         self.say(f"Deleted run {visible(folder.name)}.")
-        app.notify(f"Deleted run {visible(folder.name)}.", timeout=4, markup=False)
+        app.notify(f"Deleted run {visible(folder.name)}.", timeout=4)
         self.refresh_runs()
 

@@ -284,7 +284,7 @@ class TrainingControl:
             app.notify(f"Training finished at step {event.step}; checkpoint saved.", timeout=5)
         else:
             why = f" ({event.stop_reason})" if getattr(event, "stop_reason", None) else ""  # e.g. early stop
-            app.notify(f"Training stopped at step {event.step}{why}; checkpoint saved. {app.train_key} continues this run.", timeout=5, markup=False)
+            app.notify(f"Training stopped at step {event.step}{why}; checkpoint saved. {app.train_key} continues this run.", timeout=5)
             if app.progress.run_dir:
                 app.resume_from = app.progress.run_dir
         if event.checkpoint:

@@ -89,7 +89,7 @@ class WeightActions:
             panel.reload(select=path)
             panel.say(f"Saved {display_path(path)}.")
         if not quiet:
-            self.app.notify(f"Checkpoint saved: {visible(Path(path).name)}", timeout=4, markup=False)
+            self.app.notify(f"Checkpoint saved: {visible(Path(path).name)}", timeout=4)
 
     def weights_loaded(self, loaded: LoadedModel | None) -> None:
         """A load ended (the model source already uses the weights); None: it failed, its worker says why."""
@@ -100,7 +100,7 @@ class WeightActions:
         params = format_count(sum(p.numel() for p in loaded.model.parameters()))
         app.repl.note(f"Now talking to {loaded.label} ({params} parameters).")
         self.say(f"Loaded {loaded.label}; the REPL uses it now.")
-        app.notify(f"Loaded {visible(Path(loaded.path).name)}", timeout=3, markup=False)  # a file name
+        app.notify(f"Loaded {visible(Path(loaded.path).name)}", timeout=3)  # a file name
 
     def load(self, source: str, pending: threading.Event | None = None) -> None:
         """Load weights for the REPL on a worker; replies asked for meanwhile wait for them.

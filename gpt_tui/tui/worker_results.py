@@ -76,7 +76,7 @@ class WorkerResultHandlers:
             message.weights.announce(*message.found)
 
     def on_notice_raised(self, message: messages.NoticeRaised) -> None:
-        self.notify(visible(message.text), severity="warning", timeout=10, markup=False)  # type: ignore[attr-defined]
+        self.notify(visible(message.text), severity="warning", timeout=10)  # type: ignore[attr-defined]
 
     def on_export_written(self, message: messages.ExportWritten) -> None:
         self.chart_export.written(message)
