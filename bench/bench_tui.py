@@ -1,6 +1,6 @@
 """How much the app costs: training speed inside the app vs headless, key latency, launch time.
 
-    python bench/bench_tui.py [--steps 60] [--rounds 2] [--presses 20]
+    python bench/bench_tui.py [--steps 60] [--rounds 2] [--presses 20] [--bursts 20]
 
 1. Training tokens/s on one tiny config, headless (the engine's Trainer in a
    subprocess) and inside the app (``python -m gpt_tui`` in a real
@@ -11,8 +11,14 @@
    REPL input: in a real pseudo-terminal (key written to the pty until the
    typed text comes back in the screen output), and in-process with Pilot's
    headless app (key event posted until the compositor shows it).
-3. Launch to first frame: ``python -m gpt_tui`` in a pseudo-terminal until the
+3. Keystroke order while training: bursts of keys written to the pty in one
+   write (Backspace then "xyz" after "abc"), counted right when the input
+   shows "abxyz".
+4. Launch to first frame: ``python -m gpt_tui`` in a pseudo-terminal until the
    first bytes of the screen, and until a known string of the layout, arrive.
+5. Settings (F2) and Checkpoints (F3) open time, idle and while training:
+   key event to the screen's first frame, wall clock and UI-thread CPU
+   (bench/open_times.py, which also runs on its own).
 
 Every run uses temporary user directories; nothing touches the real ones.
 """
@@ -42,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpt_tui.tui.config import Settings, save_settings, train_config_kwargs  # noqa: E402
+
+import open_times  # noqa: E402  (bench/open_times.py: F2 and F3 open times)
 
 WARMUP_STEPS = 5
 TARGET_RATIO = 0.97
@@ -256,6 +264,37 @@ def key_latency_in_terminal(settings: Settings, root: Path, presses: int) -> lis
     return samples
 
 
+def keystroke_order_in_terminal(settings: Settings, root: Path, bursts: int) -> tuple[int, int]:
+    """Bursts written to the pty in one write while training (Backspace then "xyz" after "abc"): how many came out in order."""
+    save_settings(replace(settings, training=replace(settings.training, max_steps=100_000)), root / "config" / "settings.toml")
+    app = PtyApp(user_dirs(root))
+    right = 0
+    try:
+        app.wait_for(LAYOUT_MARKER)
+        app.send(F5)
+        deadline = time.time() + 600
+        while first_run_step(root) < WARMUP_STEPS and time.time() < deadline:
+            time.sleep(0.2)
+        for _ in range(bursts):
+            with app.lock:
+                mark = len(app.output)
+            app.send(b"abc")
+            app.wait_for(b"abc", timeout=30, start=mark)
+            with app.lock:
+                mark = len(app.output)
+            app.send(b"\x7fxyz")  # one write, as key repeat or an SSH packet delivers them
+            try:
+                app.wait_for(b"abxyz", timeout=2, start=mark)
+                right += 1
+            except TimeoutError:
+                pass
+            app.send(b"\x15")  # ctrl+u clears the input
+            time.sleep(0.3)
+    finally:
+        app.close()
+    return right, bursts
+
+
 async def key_latency_in_process(settings: Settings, presses: int) -> list[float]:
     """The same with Pilot's app in-process: key event posted to the driver, until the compositor shows it."""
     from textual import events
@@ -295,6 +334,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60, help="training steps per run")
     parser.add_argument("--rounds", type=int, default=3, help="headless/app pairs, alternated")
     parser.add_argument("--presses", type=int, default=20, help="key presses for the latency median")
+    parser.add_argument("--bursts", type=int, default=20, help="key bursts for the keystroke-order count")
     args = parser.parse_args()
     settings = bench_settings(args.steps)
     t = settings.training
@@ -320,6 +360,12 @@ def main() -> int:
         for name in ("DATA", "CACHE", "CONFIG"):
             os.environ[f"GPT_TUI_{name}_DIR"] = str(Path(tmp) / name.lower())
         pilot_latencies = asyncio.run(key_latency_in_process(settings, args.presses))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("DATA", "CACHE", "CONFIG"):
+            os.environ[f"GPT_TUI_{name}_DIR"] = str(Path(tmp) / name.lower())
+        opened = asyncio.run(open_times.measure(settings))  # F2 and F3, idle and while training
+    with tempfile.TemporaryDirectory() as tmp:
+        in_order, bursts = keystroke_order_in_terminal(settings, Path(tmp), args.bursts)
     launches = []
     for _ in range(3):
         with tempfile.TemporaryDirectory() as tmp:
@@ -338,8 +384,10 @@ def main() -> int:
         ("UI thread's share of the app's CPU while training", f"{statistics.median(ui_shares):.1%}", ""),
         ("key press to screen while training (terminal)", f"{latency_ms:.0f} ms", f"< {TARGET_LATENCY_MS:.0f} ms", latency_ms < TARGET_LATENCY_MS),
         ("key press to screen while training (in-process)", f"{pilot_ms:.0f} ms", f"< {TARGET_LATENCY_MS:.0f} ms", pilot_ms < TARGET_LATENCY_MS),
+        ("key bursts applied in order while training (terminal)", f"{in_order}/{bursts}", "all", in_order == bursts),
         ("launch to first frame (first bytes)", f"{first_byte:.2f} s", f"< {TARGET_LAUNCH_S} s", first_byte < TARGET_LAUNCH_S),
         ("launch to full layout on screen", f"{first_layout:.2f} s", f"< {TARGET_LAUNCH_S} s", first_layout < TARGET_LAUNCH_S),
+        *open_times.rows(opened),
     ]
     print()
     print(f"{'measure':<52}{'result':>12}  {'target':<10} ok")

@@ -9,7 +9,10 @@ head), copied into each implementation's layout, from the same prompt:
 - the chapter-5 ``generate_text_simple`` loop (no cache: the whole window per token);
 - Hugging Face ``GPT2LMHeadModel.generate`` (KV cache, fp32, as installed);
 - gpt-tui's ``stream_generate`` in fp32 and with ``prepare_for_inference``'s
-  default (bf16 weights where the CPU has AMX).
+  default (what the calibration measured fastest for one-row decoding);
+- then one row per format (fp32, bf16, int8) on one thread, timed by CPU time
+  (``--formats-only`` for just those; ``--baseline /other/checkout`` adds that
+  checkout's fp32 and bf16 rows, for before/after figures).
 
 Time to first token is the wall time until the first new token is known
 (prefill included). The fp32 sides must produce the same greedy tokens.
@@ -102,6 +105,61 @@ def weight_stream_worker(rounds: int) -> None:
     emit_result(result)
 
 
+FORMATS = ("fp32", "bf16", "int8")
+
+
+def format_worker(fmt: str, new_tokens: int, baseline: str) -> None:
+    """One format on one thread: greedy tokens per second of this thread's CPU time, prefill included.
+
+    With ``baseline`` (another checkout's root) that checkout's gpt_tui decodes instead, for before/after rows.
+    """
+    if baseline:
+        sys.path.insert(0, baseline)
+    import torch
+
+    torch.set_num_threads(1)
+    import gpt_tui
+    from gpt_tui.engine.generation import SamplingConfig, stream_generate
+    from gpt_tui.engine.precision import prepare_for_inference
+
+    model = _gpt_tui_model()
+    prompt = _prompt_ids()
+    precision = "fp32" if fmt == "fp32" else "bf16"
+    fast = prepare_for_inference(model, precision, "int8") if fmt == "int8" else prepare_for_inference(model, precision)
+    del model
+
+    def call(n: int) -> list[int]:
+        return [int(token[0]) for token in stream_generate(fast, prompt, SamplingConfig(max_new_tokens=n))]
+
+    call(2)  # warm-up
+    cpu, wall = time.thread_time(), time.perf_counter()
+    tokens = call(new_tokens)
+    emit_result({"cpu": time.thread_time() - cpu, "wall": time.perf_counter() - wall, "tokens": tokens,
+                 "source": str(Path(gpt_tui.__file__).resolve().parents[1])})
+
+
+def formats_section(script: Path, formats: list[str], new_tokens: int, rounds: int, baseline: str) -> None:
+    """Per-format rows, one thread, timed by CPU time, the sides interleaved over ``rounds`` (best round counts)."""
+    sides = [(fmt, "") for fmt in formats] + [(fmt, baseline) for fmt in formats if baseline and fmt != "int8"]
+    best: dict[tuple[str, str], dict] = {}
+    print(f"\nPer format, batch 1, greedy, {new_tokens} new tokens, one thread, timed by the thread's CPU time "
+          f"(load average before: {load_average()}):")
+    for _ in range(rounds):
+        for fmt, where in sides:
+            got = run_worker(script, ["format", fmt, str(new_tokens), where])
+            if (fmt, where) not in best or got["cpu"] < best[(fmt, where)]["cpu"]:
+                best[(fmt, where)] = got
+    reference = best.get(("fp32", ""))
+    rows = []
+    for (fmt, where), r in best.items():
+        same = sum(a == b for a, b in zip(r["tokens"], reference["tokens"])) if reference else 0
+        rows.append([fmt, f"baseline {r['source']}" if where else "this tree", f"{new_tokens / r['cpu']:.1f}",
+                     f"{1000 * r['cpu'] / new_tokens:.1f}", f"{new_tokens / r['wall']:.1f}", f"{same}/{new_tokens}"])
+    print(table(["format", "code", "tokens per CPU-second", "CPU ms per token", "tokens/s (wall)",
+                 "greedy tokens equal to fp32"], rows))
+    print(f"load average after: {load_average()}")
+
+
 def worker(kind: str, new_tokens: int, repeats: int) -> None:
     """Time ``repeats`` whole calls after one warm-up, with a timestamp for every new token."""
     import torch
@@ -184,11 +242,17 @@ def main() -> None:
     parser.add_argument("--tokens", default="100,400", help="comma-separated numbers of new tokens")
     parser.add_argument("--skip-reference", action="store_true", help="leave out the slow no-cache loop")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each side runs once per round, in turn (the best round counts); the no-cache loop runs once at 400 tokens")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="formats for the one-thread rows (fp32,bf16,int8)")
+    parser.add_argument("--formats-only", action="store_true", help="only the one-thread per-format rows")
+    parser.add_argument("--format-tokens", type=int, default=400, help="new tokens in each per-format row")
+    parser.add_argument("--baseline", default="", help="another checkout's root: its fp32/bf16 rows too (before/after)")
     parser.add_argument("--worker", nargs="*")
     args = parser.parse_args()
     if args.worker is not None:
         if args.worker[0] == "weights":
             weight_stream_worker(int(args.worker[1]))
+        elif args.worker[0] == "format":
+            format_worker(args.worker[1], int(args.worker[2]), args.worker[3] if len(args.worker) > 3 else "")
         else:
             worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
         return
@@ -197,6 +261,10 @@ def main() -> None:
     print(machine_line())
     print(f"load average at start: {load_average()}")
     warn_if_busy()
+    formats = [f for f in args.formats.split(",") if f]
+    if args.formats_only:
+        formats_section(script, formats, args.format_tokens, args.repeats, args.baseline)
+        return
     kinds = ["gpt-tui:auto", "gpt-tui:fp32", "transformers"] + ([] if args.skip_reference else ["reference"])
     labels = {
         "gpt-tui:auto": "gpt-tui (default: prepare_for_inference auto)",
@@ -270,6 +338,7 @@ def main() -> None:
         for n, results in all_results.items():
             share = (1.0 / results[kind]["steady"]) * stream[dtype]["seconds"]
             print(f"  {labels[kind]}, {n} tokens: steady rate = {100 * share:.0f}% of the {dtype} ceiling")
+    formats_section(script, formats, args.format_tokens, args.repeats, args.baseline)
     print(f"load average at end: {load_average()}")
 
 

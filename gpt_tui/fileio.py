@@ -115,8 +115,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
-    """Replace ``path`` with what ``write`` writes to the file object it is given, all or nothing."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, durable: bool = True) -> Path:
+    """Replace ``path`` with what ``write`` writes to the file object it is given, all or nothing.
+
+    ``durable=False`` skips the fsyncs, for a cache whose entries are checked
+    when read and rebuilt when damaged: thousands of small files then cost no
+    disk flush each.
+    """
     path = Path(path)
     fd, tmp = _new_temp(path)
 
@@ -124,9 +129,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         with os.fdopen(fd, "wb") as out:
             write(out)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
 
-    return _replace_with(path, tmp, fill)
+    return _replace_with(path, tmp, fill, durable=durable)
 
 
 def atomic_write_to_path(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -176,7 +182,7 @@ def _os_error_in(exc: Exception, path: Path) -> OSError | None:
     return OSError(code, os.strerror(code), str(path))
 
 
-def atomic_write_named(folder: str | os.PathLike[str], write: Callable[[BinaryIO], str]) -> Path:
+def atomic_write_named(folder: str | os.PathLike[str], write: Callable[[BinaryIO], str], *, durable: bool = True) -> Path:
     """Like :func:`atomic_write`, for a file named after what was written (a cache keyed by its content's digest).
 
     ``write`` writes the file and returns its name in ``folder``; the name is
@@ -190,15 +196,16 @@ def atomic_write_named(folder: str | os.PathLike[str], write: Callable[[BinaryIO
         with os.fdopen(fd, "wb") as out:
             name = write(out)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         if not name or Path(name).name != name:
             raise ValueError(f"not a file name: {name!r}")
         target.append(folder / name)
 
-    return _replace_with(lambda: target[0], tmp, fill)
+    return _replace_with(lambda: target[0], tmp, fill, durable=durable)
 
 
-def _replace_with(path: Path | Callable[[], Path], tmp: Path, fill: Callable[[], object]) -> Path:
+def _replace_with(path: Path | Callable[[], Path], tmp: Path, fill: Callable[[], object], *, durable: bool = True) -> Path:
     """Run ``fill`` to write ``tmp``, then rename it over ``path``; on any failure ``tmp`` goes and ``path`` stays.
 
     ``path`` may be a function giving the target once ``fill`` has run.
@@ -212,12 +219,13 @@ def _replace_with(path: Path | Callable[[], Path], tmp: Path, fill: Callable[[],
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    return atomic_write(path, lambda out: out.write(data))
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> Path:
+    return atomic_write(path, lambda out: out.write(data), durable=durable)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

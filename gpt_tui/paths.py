@@ -56,3 +56,8 @@ def runs_dir() -> Path:
 def models_dir() -> Path:
     """Imported pretrained weights converted to gpt-tui checkpoints."""
     return data_dir() / "models"
+
+
+def screenshots_dir() -> Path:
+    """The app's screenshots taken while no run is open (a run's own go into its folder)."""
+    return data_dir() / "screenshots"

@@ -183,8 +183,9 @@ def _copy_run(w: World, tmp: Path) -> str:
 
 
 def _train(w: World, *extra: str) -> list[str]:
+    data = [] if "--data" in extra else ["--data", str(w.corpus)]  # --data repeats: a case's own replaces the default
     return [
-        "train", "--data", str(w.corpus), "--context-length", "16", "--batch-size", "2", "--max-steps", "2",
+        "train", *data, "--context-length", "16", "--batch-size", "2", "--max-steps", "2",
         "--eval-iter", "1", "--sample-tokens", "0", "--device", "cpu", "--precision", "fp32", "--quiet", *extra,
     ]
 
@@ -222,7 +223,7 @@ CASES: dict[str, tuple[Callable[[World, Path, Any], list[str]], str]] = {
     "corpus-shorter-than-context": (lambda w, t, m: _train(w, "--data", _file(t, "short.txt", b"Just a few words here.")),
                                     r"split has \d+ tokens but needs at least 17.*smaller\s+--context-length"),
     "corpus-missing": (lambda w, t, m: _train(w, "--data", str(t / "nowhere.txt")), r"Corpus file not found: .*nowhere\.txt"),
-    "corpus-is-a-directory": (lambda w, t, m: _train(w, "--data", str(t)), r"is a directory; give the path of a UTF-8 text file"),
+    "corpus-is-an-empty-directory": (lambda w, t, m: _train(w, "--data", str(t)), r"holds no files matching \*\.txt or \*\.md or \*\.text; add text files, or choose others with --glob"),
     "corpus-in-unknown-home": (lambda w, t, m: _train(w, "--data", "~no-such-user-here/corpus.txt"),
                                r"Corpus file not found: ~no-such-user-here/corpus\.txt\. Check the path"),
     # --- the model and the training settings ---

@@ -47,13 +47,15 @@ TRAIN_OPTIONS = options_of(TrainConfig)
 SAMPLING_OPTIONS = options_of(SamplingConfig)
 LAUNCHER_SETS = ("run_dir", "run_id")  # a detached run gets its own folder and id from the launcher
 FREE_TEXT = ("data", "start_context")  # a corpus the form checks exists (the engine, when it reads it); any prompt
-SPECIAL = {"device": "cpu", "model": "mini", "data": "corpus.txt", "run_dir": "/tmp/some-run", "run_id": "abc123"}
+SPECIAL = {"device": "cpu", "model": "mini", "data": ("corpus.txt", "books/"), "run_dir": "/tmp/some-run", "run_id": "abc123"}
 
 
 def _other_value(opt: Option, default: Any) -> Any:
     """A valid value unlike the default, from the declaration alone, so a new option is covered without edits."""
     if opt.name in SPECIAL:
         return SPECIAL[opt.name]
+    if opt.repeatable:  # two values: each is its own flag, and all of them arrive
+        return ("some text", "more text")
     if opt.kind is bool:
         return not default
     if opt.choices:
@@ -79,7 +81,7 @@ def test_each_training_option_is_a_flag_that_survives_detach_and_the_app(opt: Op
     value = _other_value(opt, _default(TrainConfig, opt.name))
     flag = opt.cli_flag
     assert flag is not None, f"{opt.name} cannot be set from the command line"
-    argv = [flag] if opt.kind is bool else [f"{flag}={value}"]
+    argv = [flag] if opt.kind is bool else [f"{flag}={one}" for one in (value if opt.repeatable else (value,))]
     args = build_parser().parse_args(["train", *argv])
     from_cli = TrainConfig(**_train_overrides(args))
     assert getattr(from_cli, opt.name) == value  # (a) reachable from the CLI
@@ -92,7 +94,8 @@ def test_each_training_option_is_a_flag_that_survives_detach_and_the_app(opt: Op
         assert again == from_cli  # (b) survives --detach
 
     if opt.label is not None:
-        settings = replace(TrainingSettings(), **{opt.name: value})
+        in_box = "; ".join(value) if opt.repeatable else value  # the form's one box holds them all
+        settings = replace(TrainingSettings(), **{opt.name: in_box})
         background = background_train_args(settings)
         in_app = TrainConfig(**train_config_kwargs(settings))
         again = TrainConfig(**_train_overrides(build_parser().parse_args(["train", *background])))

@@ -46,6 +46,9 @@ def collect(config: TrainConfig, **kwargs):
 
 def test_events_and_metrics_file(corpus, tmp_path):
     trainer, seen, done = collect(small_config(corpus, tmp_path, max_steps=None, epochs=2))
+    preparing = [e for e in seen if isinstance(e, ev.TokenizeProgress)]
+    assert preparing and seen[: len(preparing)] == preparing  # the corpus is prepared before the run starts
+    seen = seen[len(preparing) :]
     kinds = [type(e) for e in seen]
     assert kinds[0] is ev.StartEvent and kinds[-1] is ev.DoneEvent
     start = seen[0]

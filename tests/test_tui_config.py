@@ -285,7 +285,9 @@ def test_progress_follows_a_run():
     p.apply(StepEvent(50, 1, 400, 7.5, 4e-4, 1.0, 1000.0, 10.0, 200))
     assert p.state == "running" and p.run_name == "20261126-tiny"
     assert p.fraction == 0.25 and p.epochs_total == 2
-    assert p.eta == pytest.approx(30.0)
+    assert p.eta is None  # one step of this process: its time also paid for start-up
+    p.apply(StepEvent(51, 1, 408, 7.4, 4e-4, 1.0, 1000.0, 10.2, 200))
+    assert p.eta == pytest.approx(149 * 0.2)  # at the pace between steps (gpt_tui.engine.eta)
     p.apply(DoneEvent(60, 480, "stopped", "/r/c.safetensors", 12.0))
     assert p.state == "stopped" and not p.active and p.checkpoint == "/r/c.safetensors"
     p.apply(ErrorEvent(60, "boom"))

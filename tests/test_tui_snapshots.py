@@ -96,7 +96,14 @@ def test_repl_after_a_reply(snap_compare, fast_tui_settings, monkeypatch):
 
 
 def test_settings_panel(snap_compare, fast_tui_settings):
-    assert snap_compare(new_app(), terminal_size=(100, 36), press=["f2"])
+    async def run_before(pilot: Any) -> None:
+        from gpt_tui.tui.corpus_view import CorpusView
+
+        await pilot.press("f2")
+        view = lambda: pilot.app.screen.query_one(CorpusView).render()  # noqa: E731
+        await wait_until(pilot, lambda: "part" in str(view()), what="the corpus summary, worked out in a worker")
+
+    assert snap_compare(new_app(), terminal_size=(100, 36), run_before=run_before)
 
 
 @pytest.mark.parametrize("theme", SHIPPED_THEMES)
@@ -114,3 +121,32 @@ def test_each_shipped_theme(snap_compare, fast_tui_settings, theme):
 
 def test_three_themes_ship_with_the_package():
     assert len(SHIPPED_THEMES) >= 3
+
+
+def test_small_terminal_60x15_after_a_resize(snap_compare, fast_tui_settings):
+    """One pane at a time (the conversation first), a tab line, and a footer of whole keys."""
+    app = new_app()
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.resize_terminal(60, 15)
+        app.repl.input.value = "Every effort"
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_big_terminal_200x60_after_a_resize(snap_compare, fast_tui_settings):
+    """Grown from 80×24: the wide layout, with the chart given the height."""
+    app = new_app()
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.resize_terminal(200, 60)
+        await pilot.pause()
+        app.progress.reset_for_start()
+        for event in recorded_run(RECORDED_STEPS):
+            app.buffer.push(event)
+        app.drain_events()
+        app.chart.redraw_if_changed(force=True)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -14,7 +14,7 @@ import warnings
 from typing import Any, Callable, Iterator, Sequence
 
 from gpt_tui import __version__
-from gpt_tui.cli import app, console, control, evaluate, generate, plot, runs, train, weights
+from gpt_tui.cli import app, console, control, doctor, evaluate, generate, plot, runs, train, weights
 from gpt_tui.engine.runtime import tune_malloc
 from gpt_tui.errors import Notice, UserError
 from gpt_tui.textsafe import visible
@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     plot.register,
     weights.register,
     control.register,
+    doctor.register,
 )
 
 

@@ -51,7 +51,7 @@ def _check_stored_corpus(args: argparse.Namespace) -> None:
     if newest and newest[0].is_file():
         stored = stored_train_config(newest[0])
         data, trained_in = stored.get("data"), stored.get("run_dir")
-        if isinstance(data, str) and (trained_in is None or isinstance(trained_in, str)):  # else the run refuses the file
+        if isinstance(data, (str, list)) and (trained_in is None or isinstance(trained_in, str)):  # else the run refuses it
             in_place = same_dir(trained_in, run_home(newest[0]))
             confirm_stored_corpus(args.resume, data, in_place=in_place, use="train on it")
 

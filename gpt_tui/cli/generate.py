@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen.add_argument("--device", default="auto")
     gen.add_argument(
         "--precision", default="auto", choices=("auto", "fp32", "bf16"),
-        help="weights to decode with; auto: bf16 where the hardware is fast at it (about twice the tokens/s)",
+        help="weights to decode with; auto: bf16 where it measured faster on this machine (gpt-tui doctor shows it)",
     )
     gen.add_argument("--stats", action="store_true", help="print time to first token and tokens/s to stderr")
     gen.set_defaults(func=cmd_generate)
@@ -76,9 +76,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         torch.manual_seed(args.seed or 0)
         model = GPTModel(get_preset(args.model)).to(resolve_device(args.device)).eval()
-    from gpt_tui.engine.precision import prepare_for_inference
+    from gpt_tui.engine.precision import decoding_line, prepare_for_inference
 
-    model = prepare_for_inference(model, args.precision)
+    model = prepare_for_inference(model, args.precision, sampling.quantize)
+    if args.stats:
+        console.say(decoding_line(model, args.precision), err=True)
     _note_long_prompt(args.prompt, model.config.context_length)
     start = time.perf_counter()
     first: float | None = None

@@ -10,22 +10,24 @@ import argparse
 
 from gpt_tui.errors import UserError
 
-EXPORT_FORMATS = {"hf": "hf", "huggingface": "hf"}
+EXPORT_FORMATS = {"hf": "hf", "huggingface": "hf", "gguf": "gguf"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = subparsers.add_parser(
         "export",
-        help="write weights in another format (hf: model.safetensors + config.json for transformers)",
+        help="write weights in another format (hf: model.safetensors + config.json for transformers; "
+        "gguf: one file for llama.cpp)",
     )
     export.add_argument("--checkpoint", required=True, help="a checkpoint, run directory, or GPT-2 weights")
     export.add_argument(
         "--to",
         nargs=2,
         required=True,
-        metavar=("FORMAT", "DIR"),
-        help="target format and directory, e.g. --to hf ./gpt2-export",
+        metavar=("FORMAT", "PATH"),
+        help="target format and place: --to hf DIR (for transformers) or --to gguf FILE.gguf (for llama.cpp)",
     )
+    export.add_argument("--type", help="GGUF tensor type: f32 (default), bf16 or q8_0")
     export.set_defaults(func=cmd_export)
 
     download = subparsers.add_parser(
@@ -50,8 +52,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gpt_tui.engine.weights import export_hf
 
     fmt, out_dir = args.to
-    if EXPORT_FORMATS.get(fmt.lower()) != "hf":
-        raise UserError(f"Unknown export format {fmt!r}; the supported one is hf (e.g. --to hf ./my-model).")
+    kind = EXPORT_FORMATS.get(fmt.lower())
+    if kind is None:
+        raise UserError(f"Unknown export format {fmt!r}; the supported ones are hf (e.g. --to hf ./my-model) "
+                        "and gguf (e.g. --to gguf model.gguf).")
+    if kind == "gguf":
+        from gpt_tui.engine.gguf_export import export_gguf
+
+        gguf_type = (args.type or "f32").lower()
+        path = export_gguf(args.checkpoint, out_dir, gguf_type)
+        from gpt_tui.textsafe import visible
+
+        print(f"Exported {visible(args.checkpoint)} to {visible(str(path))} (GGUF, {gguf_type}); load it with llama.cpp, "
+              f"e.g. llama-cli -m {visible(str(path))}.")
+        return 0
+    if args.type is not None:
+        raise UserError("--type applies to --to gguf only; an hf export is always float32.")
     out = export_hf(args.checkpoint, out_dir)
     print(f"Exported {args.checkpoint} to {out} (model.safetensors, config.json); "
           "load it with transformers.GPT2LMHeadModel.from_pretrained.")

@@ -1,23 +1,29 @@
-"""Sliding windows over the token array and reproducible batches of them.
+"""Sliding windows over the token stream and reproducible batches of them.
 
-Windows and batches are made on demand from the (memory-mapped) token array:
-one vectorised gather per batch, never a list of tensors per window. The order
+Windows and batches are made on demand from the (memory-mapped) token stream:
+one gather per batch, never a list of tensors per window. The order
 of shuffled batches depends only on (seed, epoch), which makes resuming from a
-batch index reproduce exactly the batches a run would have seen.
+batch index reproduce exactly the batches a run would have seen. With
+``--sampling random`` a batch is windows drawn at random from the whole
+training stream (nanoGPT's way for corpora too large for epochs); they depend
+only on (seed, epoch, batch), so resuming reproduces them just as exactly.
 """
 
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Union
 
 import numpy as np
 import torch
 
+from gpt_tui.engine.token_stream import TokenStream
+from gpt_tui.engine.train_options import SAMPLINGS
 from gpt_tui.errors import UserError
 
 Batch = tuple["torch.Tensor", "torch.Tensor"]
+Tokens = Union[np.ndarray, TokenStream]
 
 
 def _check_positive(value: object, flag: str) -> int:
@@ -33,10 +39,11 @@ class TokenWindows:
     which keeps one spare token after every window for its last target.
     """
 
-    def __init__(self, tokens: np.ndarray, context_length: int, stride: int) -> None:
-        if np.ndim(tokens) != 1:
+    def __init__(self, tokens: Tokens, context_length: int, stride: int) -> None:
+        if not isinstance(tokens, TokenStream) and np.ndim(tokens) != 1:
             raise ValueError(f"tokens must be a 1-D array, got shape {np.shape(tokens)}")
         self.tokens = tokens
+        self._stream = TokenStream.of(tokens)
         self.context_length = _check_positive(context_length, "--context-length")
         self.stride = _check_positive(stride, "--stride")
         self._count = len(range(0, len(tokens) - self.context_length, self.stride))
@@ -51,16 +58,16 @@ class TokenWindows:
         if not 0 <= i < self._count:
             raise IndexError(f"window {index} out of range for {self._count} windows")
         start = i * self.stride
-        end = start + self.context_length
-        x = torch.from_numpy(np.asarray(self.tokens[start:end], dtype=np.int64))
-        y = torch.from_numpy(np.asarray(self.tokens[start + 1 : end + 1], dtype=np.int64))
-        return x, y
+        block = np.asarray(self._stream.read(start, start + self.context_length + 1), dtype=np.int64)
+        return torch.from_numpy(block[:-1].copy()), torch.from_numpy(block[1:].copy())
 
     def gather(self, indices: np.ndarray) -> Batch:
         """Inputs and targets of the given windows as ``(B, L)`` long tensors, in one gather."""
-        starts = np.asarray(indices, dtype=np.int64) * self.stride
-        offsets = starts[:, None] + np.arange(self.context_length + 1, dtype=np.int64)
-        block = np.asarray(self.tokens[offsets], dtype=np.int64)
+        return self.gather_at(np.asarray(indices, dtype=np.int64) * self.stride)
+
+    def gather_at(self, starts: np.ndarray) -> Batch:
+        """Inputs and targets of the windows that start at the given token offsets."""
+        block = self._stream.gather(np.asarray(starts, dtype=np.int64), self.context_length + 1)
         x = torch.from_numpy(np.ascontiguousarray(block[:, :-1]))
         y = torch.from_numpy(np.ascontiguousarray(block[:, 1:]))
         return x, y
@@ -109,21 +116,19 @@ class BatchLoader:
         ``shard=(rank, world)`` keeps only that rank's consecutive rows of each
         batch (the first ranks get one more row when they do not divide evenly).
         """
+        self._check_start(start, shard)
+        return self._iter_batches(self.order(epoch), start, shard)
+
+    def _check_start(self, start: int, shard: tuple[int, int] | None) -> None:
         if not 0 <= start <= len(self):
             raise ValueError(f"start batch {start} out of range for {len(self)} batches")
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
-        return self._iter_batches(self.order(epoch), start, shard)
 
     def _iter_batches(self, order: np.ndarray, start: int, shard: tuple[int, int] | None) -> Iterator[Batch]:
         pin = self.pin_memory and _cuda_available()
         for b in range(start, len(self)):
-            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
-            if shard is not None:
-                rank, world = shard
-                base, extra = divmod(len(rows), world)
-                first = rank * base + min(rank, extra)
-                rows = rows[first : first + base + (1 if rank < extra else 0)]
+            rows = _rank_rows(order[b * self.batch_size : (b + 1) * self.batch_size], shard)
             x, y = self.windows.gather(rows)
             if pin:
                 x, y = x.pin_memory(), y.pin_memory()
@@ -131,6 +136,55 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         return self.batches(0)
+
+
+def _rank_rows(rows: np.ndarray, shard: tuple[int, int] | None) -> np.ndarray:
+    """A rank's consecutive rows of a global batch (the first ranks get one more when they do not divide evenly)."""
+    if shard is None:
+        return rows
+    rank, world = shard
+    base, extra = divmod(len(rows), world)
+    first = rank * base + min(rank, extra)
+    return rows[first : first + base + (1 if rank < extra else 0)]
+
+
+class RandomBatchLoader(BatchLoader):
+    """Batches of windows that start anywhere in the training stream, drawn from (seed, epoch, batch) alone.
+
+    An "epoch" is ``train tokens // (batch size * context length)`` batches:
+    about as many tokens as one pass, so step counts, evaluations and samples
+    per epoch mean what they do for sliding windows. ``windows`` (the sliding
+    windows) stays what evaluating the training split reads.
+    """
+
+    def __init__(self, windows: TokenWindows, batch_size: int, seed: int = 0, pin_memory: bool = False) -> None:
+        super().__init__(windows, batch_size, shuffle=True, drop_last=True, seed=seed, pin_memory=pin_memory)
+        self._starts = len(windows.tokens) - windows.context_length  # a window and its shifted target fit from each
+        self._steps = max(1, len(windows.tokens) // (self.batch_size * windows.context_length))
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def starts(self, epoch: int, batch: int) -> np.ndarray:
+        """Where the windows of batch ``batch`` of ``epoch`` start."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        rng = np.random.default_rng([self.seed % (1 << 64), epoch, batch])
+        return rng.integers(0, self._starts, size=self.batch_size, dtype=np.int64)
+
+    def batches(self, epoch: int = 0, start: int = 0, shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        """``(x, y)`` batches of ``epoch`` from batch index ``start`` on, as :meth:`BatchLoader.batches`."""
+        self._check_start(start, shard)
+        self.starts(epoch, 0)  # a bad epoch fails here, not at the first batch
+        return self._iter_random(epoch, start, shard)
+
+    def _iter_random(self, epoch: int, start: int, shard: tuple[int, int] | None) -> Iterator[Batch]:
+        pin = self.pin_memory and _cuda_available()
+        for b in range(start, len(self)):
+            x, y = self.windows.gather_at(_rank_rows(self.starts(epoch, b), shard))
+            if pin:
+                x, y = x.pin_memory(), y.pin_memory()
+            yield x, y
 
 
 def _cuda_available() -> bool:
@@ -153,7 +207,7 @@ class DataSplits:
 
 
 def make_loaders(
-    tokens: np.ndarray,
+    tokens: Tokens,
     *,
     context_length: int,
     stride: int,
@@ -162,8 +216,9 @@ def make_loaders(
     seed: int = 0,
     shuffle: bool = True,
     pin_memory: bool = False,
+    sampling: str = "windows",
 ) -> DataSplits:
-    """Split the token array (training first) and check both halves can make batches."""
+    """Split the token array or stream (training first) and check both halves can make batches."""
     context_length = _check_positive(context_length, "--context-length")
     stride = _check_positive(stride, "--stride")
     batch_size = _check_positive(batch_size, "--batch-size")
@@ -186,8 +241,12 @@ def make_loaders(
                 f"--context-length, {ratio_hint} --train-ratio (now {train_ratio}), or more text "
                 f"(the corpus has {n:,} tokens)."
             )
-    train_windows = TokenWindows(tokens[:split], context_length, stride)
-    val_windows = TokenWindows(tokens[split:], context_length, stride)
+    if isinstance(tokens, TokenStream):
+        train, val = tokens.slice(0, split), tokens.slice(split, n)
+    else:
+        train, val = tokens[:split], tokens[split:]
+    train_windows = TokenWindows(train, context_length, stride)
+    val_windows = TokenWindows(val, context_length, stride)
     if len(train_windows) < batch_size:
         raise UserError(
             f"The training split makes only {len(train_windows)} windows of {context_length} "
@@ -195,8 +254,8 @@ def make_loaders(
             "is left. Use a smaller --batch-size or --stride, a smaller --context-length, or more text."
         )
     return DataSplits(
-        train=BatchLoader(
-            train_windows, batch_size, shuffle=shuffle, drop_last=True, seed=seed, pin_memory=pin_memory
+        train=training_loader(
+            train_windows, batch_size, sampling=sampling, shuffle=shuffle, seed=seed, pin_memory=pin_memory
         ),
         val=BatchLoader(
             val_windows, batch_size, shuffle=False, drop_last=False, seed=seed, pin_memory=pin_memory
@@ -204,3 +263,15 @@ def make_loaders(
         train_tokens=split,
         val_tokens=n - split,
     )
+
+
+def training_loader(
+    windows: TokenWindows, batch_size: int, *, sampling: str = "windows", shuffle: bool = True, seed: int = 0,
+    pin_memory: bool = False,
+) -> BatchLoader:
+    """The training split's loader: the book's sliding windows, or random windows (``sampling``, one of SAMPLINGS)."""
+    if sampling not in SAMPLINGS:
+        raise UserError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}.")
+    if sampling == "random":
+        return RandomBatchLoader(windows, batch_size, seed=seed, pin_memory=pin_memory)
+    return BatchLoader(windows, batch_size, shuffle=shuffle, drop_last=True, seed=seed, pin_memory=pin_memory)

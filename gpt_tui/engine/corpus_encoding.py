@@ -13,12 +13,12 @@ import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import numpy as np
 
 from gpt_tui.engine import corpus
-from gpt_tui.engine.tokenizer import EOT_TOKEN, get_tokenizer
+from gpt_tui.engine.tokenizer import EOT_ID, EOT_TOKEN, get_tokenizer
 from gpt_tui.errors import UserError
 
 DEFAULT_CHUNK_BYTES = 2 << 20  # ~10x this per chunk in flight is the peak memory of encoding
@@ -32,6 +32,9 @@ _ASCII_WHITESPACE_SET = frozenset(_ASCII_WHITESPACE)
 _CUT_PATTERN = re.compile(rb"[^ \t\n\r\x0b\x0c][ \t\n\r\x0b\x0c]")
 
 ProgressCallback = Callable[[int, int], None]
+T = TypeVar("T")
+R = TypeVar("R")
+SEPARATOR = np.array([EOT_ID], dtype=np.uint16)  # one <|endoftext|> between documents
 
 
 def encode_text(text: str) -> np.ndarray:
@@ -142,31 +145,63 @@ def encode_stream(
     on_progress: ProgressCallback | None,
 ) -> int:
     """Encode ``source`` chunk by chunk on a thread pool, appending uint16 ids to ``out``; the number of ids."""
+    count = 0
+    for ids in iter_encoded(source, chunk_bytes, num_threads, on_progress):
+        out.write(ids.tobytes())
+        count += len(ids)
+    return count
+
+
+def iter_encoded(
+    source: CorpusSource, chunk_bytes: int, num_threads: int | None, on_progress: ProgressCallback | None
+) -> Iterator[np.ndarray]:
+    """The uint16 ids of ``source`` chunk by chunk, in order; chunks are encoded on ``num_threads`` threads.
+
+    Raises the empty-corpus error at the end when the text holds nothing but whitespace.
+    """
     threads = max(1, num_threads or min(4, os.cpu_count() or 1))
     count = 0
     has_text = False
-    in_flight: deque[tuple[Future[np.ndarray], int]] = deque()
 
-    def write_next() -> None:
-        nonlocal count
-        future, end = in_flight.popleft()
-        ids = future.result()
-        out.write(ids.astype(np.uint16).tobytes())
+    def texts() -> Iterator[tuple[str, int]]:
+        nonlocal has_text
+        for text, end in _read_chunks(source, chunk_bytes):
+            has_text = has_text or not text.isspace()
+            yield text, end
+
+    for ids, end in encode_in_order(texts(), _encode_chunk_u16, threads):
         count += len(ids)
         if on_progress is not None:
             on_progress(end, source.size)
-
-    with ThreadPoolExecutor(threads) as pool:
-        for text, end in _read_chunks(source, chunk_bytes):
-            has_text = has_text or not text.isspace()
-            in_flight.append((pool.submit(_encode_chunk, text), end))
-            if len(in_flight) > threads:
-                write_next()
-        while in_flight:
-            write_next()
+        yield ids
     if not has_text or count == 0:
         raise corpus.empty_corpus_error(source.name)
-    return count
+
+
+def _encode_chunk_u16(text: str) -> np.ndarray:
+    return _encode_chunk(text).astype(np.uint16)
+
+
+def encode_in_order(jobs: Iterator[tuple[T, int]], encode: Callable[[T], R], threads: int) -> Iterator[tuple[R, int]]:
+    """``(encode(job), tag)`` for each ``(job, tag)`` in order, at most ``threads + 1`` jobs in flight.
+
+    One thread encodes inline, with no pool: many small parts are then encoded
+    side by side, one per thread, each without a pool of its own.
+    """
+    if threads <= 1:
+        for job, tag in jobs:
+            yield encode(job), tag
+        return
+    in_flight: deque[tuple[Future[R], int]] = deque()
+    with ThreadPoolExecutor(threads) as pool:
+        for job, tag in jobs:
+            in_flight.append((pool.submit(encode, job), tag))
+            if len(in_flight) > threads:
+                future, done = in_flight.popleft()
+                yield future.result(), done
+        while in_flight:
+            future, done = in_flight.popleft()
+            yield future.result(), done
 
 
 def _read_chunks(source: CorpusSource, chunk_bytes: int) -> Iterator[tuple[str, int]]:
@@ -176,3 +211,47 @@ def _read_chunks(source: CorpusSource, chunk_bytes: int) -> Iterator[tuple[str, 
             yield from iter_text_chunks(stream, chunk_bytes=chunk_bytes, source=source.name)
     except OSError as exc:
         raise UserError(f"Cannot read corpus {source.name}: {exc.strerror or exc}.") from None
+
+
+def iter_encoded_documents(
+    documents: Iterator[str], chunk_bytes: int, num_threads: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Documents encoded a batch of about ``chunk_bytes`` characters at a time, in order.
+
+    Yields ``(ids, starts, chars)``: the batch's ids with one ``<|endoftext|>``
+    between its documents, where each document starts in ``ids``, and the
+    characters read so far (for progress).
+    """
+    threads = max(1, num_threads or min(4, os.cpu_count() or 1))
+
+    def batches() -> Iterator[tuple[list[str], int]]:
+        batch: list[str] = []
+        size = read = 0
+        for text in documents:
+            batch.append(text)
+            size += len(text)
+            read += len(text)
+            if size >= chunk_bytes:
+                yield batch, read
+                batch, size = [], 0
+        if batch:
+            yield batch, read
+
+    for (ids, starts), read in encode_in_order(batches(), _encode_documents, threads):
+        yield ids, starts, read
+
+
+def _encode_documents(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The documents' ids joined by one ``<|endoftext|>``, and the offset of each document's first id."""
+    pieces: list[np.ndarray] = []
+    starts = np.empty(len(texts), dtype=np.int64)
+    at = 0
+    for i, text in enumerate(texts):
+        if i:
+            pieces.append(SEPARATOR)
+            at += 1
+        ids = _encode_chunk(text).astype(np.uint16)
+        starts[i] = at
+        pieces.append(ids)
+        at += len(ids)
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint16), starts

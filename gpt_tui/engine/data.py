@@ -4,10 +4,13 @@ Each step has its own module; this one gathers the names callers use:
 
 - gpt_tui.engine.corpus_encoding: a corpus to token ids, in chunks that encode
   to the same ids as the whole text;
-- gpt_tui.engine.token_cache: the ids kept on disk, keyed by the corpus bytes,
-  so a corpus is tokenized once;
+- gpt_tui.engine.token_cache / part_cache: the ids kept on disk, keyed by each
+  part's bytes, so a file is tokenized once;
+- gpt_tui.engine.corpus_tokens: a corpus of many parts tokenized side by side
+  into one TokenStream (gpt_tui.engine.token_stream), read without copying;
 - gpt_tui.engine.batches: sliding windows and batches whose order depends only
-  on (seed, epoch), so a resumed run sees the very batches it would have;
+  on (seed, epoch), or random windows drawn from (seed, epoch, batch), so a
+  resumed run sees the very batches it would have;
 - gpt_tui.engine.prefetch: batches built ahead on a thread for a GPU.
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -59,10 +59,15 @@ def windows_loss(
     device: torch.device | str,
     autocast: contextlib.AbstractContextManager | None,
     dist: distributed.DistInfo = distributed.SINGLE,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> float:
-    """Mean loss of the given windows, read in batches of the loader's size; NaN when there are none."""
+    """Mean loss of the given windows, read in batches of the loader's size; NaN when there are none.
+
+    ``on_batch(done, total)`` hears of each batch scored: a long evaluation can show its progress.
+    """
     total = torch.zeros(2, device=device)
     batch = loader.batch_size
+    batches = -(-len(windows) // batch)
     with torch.no_grad():
         for start in range(0, len(windows), batch):
             rows = windows[start : start + batch]
@@ -72,6 +77,8 @@ def windows_loss(
                 inputs, targets = loader.windows.gather(rows)
                 total[0] += calc_loss_batch(model, inputs, targets, device, autocast).float() * len(rows)
                 total[1] += len(rows)
+            if on_batch is not None:
+                on_batch(start // batch + 1, batches)
     if dist.enabled:
         total = distributed.all_reduce_sum(total)
     loss_sum, count = total.tolist()

@@ -26,6 +26,17 @@ class StartEvent:
     eval_every: int = 0  # steps between evaluations (gpt_tui.engine.evaluation.eval_interval); 0: not recorded
     peak_flops: float | None = None  # the device peak MFU is measured against (gpt_tui.engine.mfu)
     peak_source: str = ""  # its number format and origin: "bf16, measured"
+    precision: str = ""  # the format per phase and why (gpt_tui.engine.precision.precision_line); "": not recorded
+    # the book recipe's losses of the untrained model over both whole splits (its "Training loss:" lines)
+    initial_train_loss: float | None = None
+    initial_val_loss: float | None = None
+    train_documents: int = 0  # documents in each split (gpt_tui.engine.corpus_split); 0: not recorded
+    val_documents: int = 0
+    # the model's shape (gpt_tui.engine.model.GPTConfig); 0 in records written before events carried it
+    n_layers: int = 0
+    n_heads: int = 0
+    emb_dim: int = 0
+    context_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,44 @@ class DoneEvent:
 class ErrorEvent:
     step: int
     message: str
+
+
+@dataclass(frozen=True)
+class TokenizeProgress:
+    """How far preparing the corpus has got: sent while its parts are tokenized, before StartEvent.
+
+    Shown on one updating line (CLI) and in the training pane; not stored in
+    metrics.jsonl, as it describes the corpus, not the run.
+    """
+
+    files_done: int = 0  # parts finished, cached ones included
+    files_total: int = 0
+    cached_files: int = 0  # parts read back from the token cache
+    bytes_done: int = 0  # of the parts being tokenized
+    bytes_total: int = 0
+    tokens: int = 0  # ids written so far
+    elapsed: float = 0.0  # seconds since tokenizing began
+    done: bool = False  # the last report: every part is ready
+
+    @property
+    def bytes_per_sec(self) -> float:
+        return self.bytes_done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far, or None before there is a rate."""
+        rate = self.bytes_per_sec
+        return max(0.0, (self.bytes_total - self.bytes_done) / rate) if rate > 0 and self.bytes_total else None
+
+    def line(self) -> str:
+        """One line: files, MB/s, tokens and ETA."""
+        eta = self.eta
+        left = "done" if self.done else ("ETA --" if eta is None else f"ETA {eta:.0f}s")
+        cached = f" ({self.cached_files:,} cached)" if self.cached_files else ""
+        return (
+            f"Tokenizing: {self.files_done:,}/{self.files_total:,} files{cached}, "
+            f"{self.bytes_per_sec / 1e6:.1f} MB/s, {self.tokens:,} tokens, {left}"
+        )
 
 
 TrainEvent = Union[StartEvent, StepEvent, EvalEvent, SampleEvent, CheckpointEvent, DoneEvent, ErrorEvent]

@@ -56,11 +56,21 @@ def stream_generate(model: nn.Module, prompt_ids: torch.Tensor, sampling: Sampli
     """
     vocab_size = model.config.vocab_size
     sampling.validate(vocab_size)
+    model = decoding_model(model, sampling)
     device = model_device(model)
     ids = prepare_prompt(prompt_ids, vocab_size, device)
     if sampling.num_beams > 1:
         return _out_of_memory_as_user_error(stream_beams(model, ids, sampling), device, sampling)
     return _out_of_memory_as_user_error(stream_tokens(model, ids, sampling), device, sampling)
+
+
+def decoding_model(model: nn.Module, sampling: SamplingConfig) -> nn.Module:
+    """``model``, or its int8 copy (made once per weights) when ``sampling.quantize`` asks for it."""
+    if sampling.quantize == "none":
+        return model
+    from gpt_tui.engine.precision import prepare_for_inference
+
+    return prepare_for_inference(model, "auto", sampling.quantize)
 
 
 def _out_of_memory_as_user_error(
@@ -92,7 +102,7 @@ def generate(model: nn.Module, prompt_ids: torch.Tensor, sampling: SamplingConfi
     """
     if sampling.num_beams > 1:
         return beam_search(
-            model,
+            decoding_model(model, sampling),
             prompt_ids,
             sampling.num_beams,
             sampling.max_new_tokens,

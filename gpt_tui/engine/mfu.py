@@ -146,8 +146,10 @@ def measure_peak(device: "torch.device", precision: str, budget_s: float = 0.1) 
 
     size = 4096 if device.type == "cuda" else 1024
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    # A generator of its own: a draw from torch's global one would shift the run's dropout masks.
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -242,17 +244,25 @@ class Utilization:
         self.device = device
         self.devices = devices
         self.peak = device_peak(device, precision)
+        self.shape = {"n_layers": config.n_layers, "n_heads": config.n_heads, "emb_dim": config.emb_dim,
+                      "context_length": config.context_length, "precision": _precision_line(device, precision)}
 
     def start_fields(self) -> dict[str, Any]:
-        """StartEvent's fields: the peak and its source."""
+        """StartEvent's fields: the model's shape, the peak and its source."""
         if self.peak is None:
-            return {}
-        return {"peak_flops": self.peak.flops, "peak_source": self.peak.label}
+            return dict(self.shape)
+        return {**self.shape, "peak_flops": self.peak.flops, "peak_source": self.peak.label}
 
     def step_fields(self, tokens_per_sec: float) -> dict[str, Any]:
         """StepEvent's fields for a step that ran at ``tokens_per_sec`` over every device."""
         value = None if self.peak is None else mfu(tokens_per_sec, self.flops_per_token, self.peak.flops, self.devices)
         return {"mfu": value, "peak_memory": peak_memory(self.device)}
+
+
+def _precision_line(device: "torch.device", precision: str) -> str:
+    from gpt_tui.engine.precision import precision_line
+
+    return precision_line(device, precision, ("training", "evaluation"))
 
 
 def format_flops(flops: float) -> str:

@@ -129,14 +129,15 @@ class CausalSelfAttention(nn.Module):
             end = start + t
             cache.keys[layer].narrow(2, start, t).copy_(k)
             cache.values[layer].narrow(2, start, t).copy_(v)
-            k = cache.keys[layer].narrow(2, 0, end)
-            v = cache.values[layer].narrow(2, 0, end)
-            if t == 1:
-                mask = None
+            if start == 0:  # a prefill sees only its own keys: the uncached computation, in the model's dtype
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=t > 1)
+            elif t == 1:
+                y = kernels.one_query_attention(q, cache.keys[layer][:, :, :end], cache.values[layer][:, :, :end])
             else:  # query i (absolute position start+i) sees keys 0..start+i
                 rows = torch.arange(start, end, device=x.device).unsqueeze(1)
                 mask = torch.arange(end, device=x.device).unsqueeze(0) <= rows
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+                keys, values = cache.keys[layer][:, :, :end], cache.values[layer][:, :, :end]
+                y = F.scaled_dot_product_attention(q.to(keys.dtype), keys, values, attn_mask=mask).to(q.dtype)
         y = kernels.linear(y.transpose(1, 2).reshape(b, t, d), self.proj)
         return kernels.dropout(y, self.drop_rate) if self.training else y
 
@@ -215,8 +216,10 @@ class GPTModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
+        """A cache in fp32 on a CPU, where one-query attention is fastest in fp32; else the weights' dtype."""
         weight = self.tok_emb.weight
-        return KVCache(self.config, batch_size, weight.device, dtype or weight.dtype)
+        default = torch.float32 if weight.device.type == "cpu" else weight.dtype
+        return KVCache(self.config, batch_size, weight.device, dtype or default)
 
     def forward(
         self,

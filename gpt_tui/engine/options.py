@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from gpt_tui.errors import UserError
@@ -33,6 +33,7 @@ class Option:
     above: float | None = None  # strictly greater than
     below: float | None = None  # strictly less than
     choices: tuple[str, ...] = ()
+    repeatable: bool = False  # several values, a tuple of ``kind`` (the flag given once per value; a lone one still reads)
     check: Callable[[Any], None] | None = None  # a rule a range cannot say (e.g. a device name)
     flag: str | None = None  # None: "--" + the name with dashes; NO_FLAG: none
     hidden: bool = False  # a flag the tool sets for itself (argparse.SUPPRESS)
@@ -42,6 +43,7 @@ class Option:
     form_choices: tuple[str, ...] = ()  # the form offers these (choices apply everywhere)
     app_default: Any = SAME  # where the app starts from another value than the engine
     placeholder: str = ""
+    example: str = ""  # a good value, quoted when a typed one is no number ("" : the default serves)
     slash: str | None = None  # the REPL command that sets it
     slash_help: tuple[str, str] | None = None  # (usage, what it does) for /help
     slash_order: int = 0  # where /help lists it
@@ -127,9 +129,33 @@ def in_range(opt: Option, value: Any, maximum: float | None = None) -> bool:
     )
 
 
+def values_of(value: Any) -> tuple[Any, ...]:
+    """A repeatable option's values: None is none, a lone value (as older configs stored it) is one."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+VALUE_SEPARATORS = ";\n"  # how one text box (the app's form, its TOML file) holds a repeatable option's values
+
+
+def split_values(text: str) -> tuple[str, ...]:
+    """The values one text box holds for a repeatable option: separated by ";" or new lines, blanks dropped."""
+    for separator in VALUE_SEPARATORS[1:]:
+        text = text.replace(separator, VALUE_SEPARATORS[0])
+    return tuple(part.strip() for part in text.split(VALUE_SEPARATORS[0]) if part.strip())
+
+
 def check_option(opt: Option, value: Any, maximum: float | None = None) -> None:
     """The engine's check of one value: a UserError in the option's own words, or nothing."""
     if value is None and opt.optional:
+        return
+    if opt.repeatable:
+        each = replace(opt, repeatable=False, check=None, optional=False)
+        for one in values_of(value):
+            check_option(each, one, maximum)
+        if opt.check is not None:
+            opt.check(values_of(value))
         return
     if opt.kind in (int, float):
         good = in_range(opt, value, maximum) and (opt.kind is float or isinstance(value, int))
@@ -185,16 +211,29 @@ def check_rules(config: Any, rules: tuple[Rule, ...]) -> None:
 # -- the command line ---------------------------------------------------------------------------------
 
 
+def _help_with_default(opt: Option, default: Any) -> str | None:
+    """The help line with the schema's default, unless it already says it (the flags default to None, so argparse cannot)."""
+    if not opt.help or "default" in opt.help:
+        return opt.help or None
+    if isinstance(default, bool) or default is None:
+        shown = "on" if default else "off"
+    else:
+        shown = ", ".join(map(str, default)) if isinstance(default, tuple) else str(default)
+    return f"{opt.help} (default: {shown})".replace("%", "%%")
+
+
 def add_flags(parser: argparse.ArgumentParser, config: type, defaults: bool = False) -> None:
     """One flag per option; with ``defaults`` False each defaults to None, so "not given" can be told apart."""
     for opt in options_of(config):
         flag = opt.cli_flag
         if flag is None:
             continue
-        help_text = argparse.SUPPRESS if opt.hidden else (opt.help or None)
+        help_text = argparse.SUPPRESS if opt.hidden else _help_with_default(opt, default_of(config, opt.name))
         default = default_of(config, opt.name) if defaults else None
         if opt.kind is bool:
             parser.add_argument(flag, dest=opt.name, action="store_true", default=default, help=help_text)
+        elif opt.repeatable:
+            parser.add_argument(flag, dest=opt.name, action="append", type=opt.kind, default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=opt.name, type=opt.kind, default=default, help=help_text)
 
@@ -209,7 +248,7 @@ def given_flags(args: argparse.Namespace, config: type, maximums: dict[str, floa
         value = getattr(args, opt.name, None)
         if opt.cli_flag is not None and value is not None and not (opt.kind is bool and not value):
             off = opt.off_flag is not None and value == opt.kind(opt.off_flag)  # e.g. --grad-clip 0
-            values[opt.name] = None if off else value
+            values[opt.name] = None if off else tuple(value) if opt.repeatable else value
             check_option(opt, values[opt.name], (maximums or {}).get(opt.name))
     return values
 
@@ -229,5 +268,5 @@ def flags_for(values: dict[str, Any], config: type, skip: tuple[str, ...] = ()) 
             if value:
                 argv.append(opt.cli_flag)
             continue
-        argv.append(f"{opt.cli_flag}={value}")
+        argv.extend(f"{opt.cli_flag}={one}" for one in (values_of(value) if opt.repeatable else (value,)))
     return argv

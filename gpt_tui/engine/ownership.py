@@ -27,6 +27,7 @@ from gpt_tui.engine import runlock
 from gpt_tui.engine import corpus
 from gpt_tui.engine.checkpoint_header import stored_train_config
 from gpt_tui.engine.checkpoint_names import CHECKPOINTS_SUBDIR
+from gpt_tui.engine.options import values_of
 from gpt_tui.engine.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, read_status
 from gpt_tui.errors import UnconfirmedCorpus, UserError
 from gpt_tui.paths import expand_user
@@ -126,17 +127,22 @@ def model_in_checkpoint(path: str | os.PathLike[str]) -> str | None:
     return model if isinstance(model, str) and model.replace("-", "").isalnum() else None
 
 
-def confirm_stored_corpus(source: str, data: str | None, *, in_place: bool, use: str) -> None:
+def confirm_stored_corpus(
+    source: str, data: str | Sequence[str] | None, *, in_place: bool, use: str, flag: str = "--data"
+) -> None:
     """Refuse to read the corpus a checkpoint names unless the checkpoint is in the run folder it was trained in.
 
     A checkpoint from elsewhere (a shared run folder, a lone file) can name any
     file, /etc/passwd as well as a corpus; it is read only once the user names
-    it with --data (the app asks).
+    it with --data (the app asks). ``data`` is one source (older runs) or several.
     """
-    if in_place or corpus.is_builtin(data):
+    sources = values_of(data)
+    if in_place or all(corpus.is_builtin(one) for one in sources):
         return
+    named = "; ".join(str(one) for one in sources)
+    flags = " ".join(f"{flag} {visible(one)}" for one in sources)
     raise UnconfirmedCorpus(
-        f"{visible(source)} was trained on {visible(data)}, but is not in the run folder it was trained in, so that "
-        f"file is not read unasked; pass --data {visible(data)} to {use}, or --data with the corpus you mean.",
-        str(data),
+        f"{visible(source)} was trained on {visible(named)}, but is not in the run folder it was trained in, so that "
+        f"file is not read unasked; pass {flags} to {use}, or {flag} with the corpus you mean.",
+        named,
     )

@@ -43,6 +43,7 @@ WEIGHTS_FILE = "weights.safetensors"  # a model-only snapshot a live run writes 
 METRICS_CSV_FILE = "metrics.csv"  # metrics.jsonl as a table: one row a step (gpt_tui.engine.metric_sinks)
 TENSORBOARD_SUBDIR = "tensorboard"  # event files, with --tensorboard
 CHART_EXPORT_FILE = "chart-{mode}.png"  # the app's chart, exported
+SCREENSHOT_FILE = "screenshot-{stamp}.svg"  # the app's screen (palette → Screenshot)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ MAX_NEW_TOKENS = 100_000
 MAX_BEAMS = 64
 
 
+QUANTIZE_CHOICES = ("none", "int8")
 MAX_SEED = 2**63 - 1
 GPT2_VOCAB = 50257  # the form's bound for top-k; a model's own vocabulary bounds it in validate
 
@@ -45,7 +46,7 @@ class SamplingConfig:
         "leave it unset to keep every token.",
     )
     top_p: float | None = option(
-        None, float, optional=True, above=0, maximum=1.0, label="Top-p", form_help="off: every token",
+        None, float, optional=True, above=0, maximum=1.0, label="Top-p", form_help="off: every token", example="0.9",
         slash="topp", slash_order=3, slash_help=("/topp P|off", "keep the smallest set of tokens with probability mass P"),
         refusal="top_p must be in (0, 1], got {value!r}; 1 (or unset) keeps every token.",
     )
@@ -63,6 +64,11 @@ class SamplingConfig:
     )
     length_penalty: float = option(
         1.0, float, refusal="length_penalty must be a finite number, got {value!r}.",
+    )
+    quantize: str = option(  # int8: weight-only int8 copy of the model, bf16 activations (gpt_tui.engine.quantize)
+        "none", str, "decode with int8 weights (none: the model's own weights)", choices=QUANTIZE_CHOICES,
+        label="Quantize", form_help="int8: about half the bytes per token of bf16",
+        slash="quant", slash_order=7, slash_help=("/quant none|int8", "decode with int8 weights"),
     )
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from gpt_tui.engine.options import Rule, check_all, check_rules, flags_for, option
+from gpt_tui.engine.options import Rule, check_all, check_rules, flags_for, option, options_of
 from gpt_tui.engine.presets import MAX_CONTEXT, PRESET_NAMES, resolve_preset
 from gpt_tui.engine.sampling_config import MAX_NEW_TOKENS
 from gpt_tui.engine.runs import TENSORBOARD_SUBDIR
@@ -36,7 +36,14 @@ def _check_tensorboard(value: bool) -> None:
         raise missing("tensorboard", "tensorboard", "--tensorboard")
 
 
+def _check_text_field(value: str) -> None:
+    if not value.strip():
+        raise UserError("text-field must name the JSON key or column that holds the text, e.g. --text-field text.")
+
+
 MAX_SEED = 2**63 - 1
+SAMPLINGS = ("windows", "random")  # the book's sliding windows, or random windows from the whole stream
+RECIPES = ("gpt-tui", "book")
 
 
 @dataclass
@@ -51,9 +58,26 @@ class TrainConfig:
         "tiny", str, "model preset: tiny, mini, gpt2-small (gpt2, 124M), gpt2-medium, gpt2-large, gpt2-xl",
         check=_check_model, label="Model preset", form_choices=PRESET_NAMES,
     )
-    data: str | None = option(  # None: the built-in corpus
-        None, str, "UTF-8 text file to train on (default: the built-in corpus)", optional=True,
-        label="Corpus file", form_help="a UTF-8 text file; empty: built-in Python docs", placeholder="built-in: python-docs",
+    data: tuple[str, ...] | None = option(  # None: the built-in corpus; a lone str (older configs) is one source
+        None, str, "what to train on, repeatable: a UTF-8 text file, a folder (recursive), a glob, a .jsonl/.json/"
+        ".csv/.parquet file or hf:NAME[:CONFIG][@SPLIT] (default: the built-in corpus)", optional=True,
+        repeatable=True, label="Corpus",
+        form_help="files, folders, globs or hf:NAME (; between them); empty: built-in docs",
+        placeholder="built-in: python-docs",
+    )
+    val_data: tuple[str, ...] | None = option(  # None: the ratio split of --data
+        None, str, "held-out validation set (the same kinds of source as --data, repeatable) instead of the "
+        "--train-ratio split", optional=True, repeatable=True,
+    )
+    glob: str | None = option(
+        None, str, "which files of a --data folder to read, e.g. '*.jsonl' (default: *.txt, *.md and *.text)",
+        optional=True,
+    )
+    text_field: str = option(
+        "text", str, "the JSON key or CSV/Parquet/dataset column that holds the text", check=_check_text_field,
+    )
+    skip_bad_files: bool = option(
+        False, bool, "leave out the files of a folder or glob that are not UTF-8 text (default: name them and stop)",
     )
     context_length: int | None = option(  # None: the preset's
         None, int, "tokens per training window (at most the model's context)", optional=True, minimum=1,
@@ -62,6 +86,11 @@ class TrainConfig:
     )
     stride: int | None = option(  # None: context_length (windows do not overlap)
         None, int, "tokens between window starts (default: context length)", optional=True, minimum=1,
+    )
+    sampling: str = option(
+        "windows", str, "how training batches are drawn: windows (the book's sliding windows, shuffled each epoch) "
+        "or random (windows starting anywhere in the training tokens; an epoch is train tokens // (batch * context))",
+        choices=SAMPLINGS,
     )
     batch_size: int = option(8, int, "windows per batch", minimum=1, label="Batch size")
     # the book's count; one epoch of the tiny model on the built-in corpus is ~120 steps
@@ -73,7 +102,7 @@ class TrainConfig:
     lr: float = option(4e-4, float, "peak learning rate", above=0, label="Learning rate")
     min_lr: float | None = option(  # None: lr (no decay, as in the book)
         None, float, "learning rate at the end of the cosine decay (default: --lr, no decay)", optional=True,
-        minimum=0, label="Min learning rate", form_help="cosine decay floor; off: constant lr",
+        minimum=0, label="Min learning rate", form_help="cosine decay floor; off: constant lr", example="4e-5",
     )
     warmup_steps: int = option(0, int, "steps of linear warmup", minimum=0, label="Warmup steps")
     weight_decay: float = option(0.1, float, "AdamW weight decay", minimum=0, label="Weight decay")
@@ -134,6 +163,11 @@ class TrainConfig:
     drop_rate: float | None = option(  # None: the preset's
         None, float, "dropout rate (default: the preset's)", optional=True, minimum=0, below=1,
     )
+    recipe: str = option(  # "book": chapter 5's train_model_simple draw for draw (gpt_tui.engine.book_recipe)
+        "gpt-tui", str, "gpt-tui (clipping, warmup and decay options, resumable anywhere) or book (chapter 5's "
+        "notebook run exactly: its draws, split, AdamW on all parameters, no clipping, its log)",
+        choices=RECIPES, label="Recipe", form_help="book: the chapter-5 notebook's run, draw for draw",
+    )
     init: str = option(  # fresh weights: "book" (PyTorch defaults, as chapter 5) or "gpt2" (N(0, 0.02))
         "book", str, "fresh weights: book (PyTorch defaults, as in chapter 5; the default) or gpt2 (N(0, 0.02))",
         choices=("book", "gpt2"),
@@ -161,7 +195,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        several = {opt.name for opt in options_of(cls) if opt.repeatable}
+        return cls(**{k: tuple(v) if k in several and isinstance(v, list) else v for k, v in data.items() if k in known})
 
 
 def _min_lr_at_most_lr(config: Any) -> str | None:

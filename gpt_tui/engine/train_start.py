@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from gpt_tui.engine import checkpoint as ckpt
-from gpt_tui.engine import ownership
-from gpt_tui.engine.batches import DataSplits, make_loaders
+from gpt_tui.engine import book_checkpoint, ownership
+from gpt_tui.engine.batches import DataSplits
+from gpt_tui.engine.corpus_split import load_split
 from gpt_tui.engine.model import GPTConfig, GPTModel, tie_head
-from gpt_tui.engine.token_cache import tokenize_corpus
+from gpt_tui.engine.split_loaders import split_loaders
 from gpt_tui.engine.train_options import TrainConfig
 from gpt_tui.engine.weights import LoadedModel, load_model
 from gpt_tui.errors import UserError
@@ -26,6 +27,8 @@ from gpt_tui.errors import UserError
 def resume_config(source: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The training config stored in a checkpoint (or run dir), with explicit overrides applied."""
     path = ckpt.resolve_checkpoint_path(source)
+    if book_checkpoint.is_torch_file(path):  # the book's model_and_optimizer.pth: it continues with the flags given
+        return TrainConfig(**(overrides or {}))
     header = ckpt.read_header(path)
     stored = header.get("train_state", {}).get("train_config")
     if stored is None:
@@ -33,8 +36,11 @@ def resume_config(source: str, overrides: dict[str, Any] | None = None) -> Train
     config = TrainConfig.from_dict(stored)
     # A run copied or moved elsewhere continues where it is now; a lone file never where its header says.
     home = ownership.run_home(path)
-    if "data" not in (overrides or {}):
-        ownership.confirm_stored_corpus(source, config.data, in_place=ownership.same_dir(config.run_dir, home), use="train on it")
+    for name in ("data", "val_data"):  # either may name any file
+        if name not in (overrides or {}):
+            in_place = ownership.same_dir(config.run_dir, home)
+            flag = "--" + name.replace("_", "-")
+            ownership.confirm_stored_corpus(source, getattr(config, name), in_place=in_place, use="train on it", flag=flag)
     config.run_dir = str(home) if home is not None else None
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
@@ -54,7 +60,10 @@ class StartingPoint:
 
 def starting_point(config: TrainConfig, resume_path: Path | None, init_from: str | None) -> StartingPoint:
     """Read the checkpoint or weights a run starts from; settles ``config.context_length``."""
-    checkpoint = ckpt.load_checkpoint(resume_path, "cpu") if resume_path else None
+    if resume_path is not None and book_checkpoint.is_torch_file(resume_path):
+        checkpoint = book_checkpoint.load_book_checkpoint(resume_path, config.recipe, config.drop_rate)
+    else:
+        checkpoint = ckpt.load_checkpoint(resume_path, "cpu") if resume_path else None
     if checkpoint is not None and checkpoint.kind != "full":
         raise UserError(f"{resume_path} holds weights only and cannot be resumed; use it with --init-from to fine-tune.")
 
@@ -78,18 +87,22 @@ def starting_point(config: TrainConfig, resume_path: Path | None, init_from: str
     return StartingPoint(model_config, checkpoint, imported)
 
 
-def training_data(config: TrainConfig, world_size: int, *, pin_memory: bool) -> DataSplits:
+def training_data(config: TrainConfig, world_size: int, *, pin_memory: bool, progress: Any = None) -> DataSplits:
     """The corpus's training and validation batches; global batches, of which each rank takes its rows."""
     assert config.context_length is not None  # settled by starting_point
-    tokens = tokenize_corpus(config.data)
-    splits = make_loaders(
-        tokens,
+    split = load_split(
+        config.data, train_ratio=config.train_ratio, val_data=config.val_data, glob=config.glob,
+        text_field=config.text_field, skip_bad_files=config.skip_bad_files, progress=progress,
+    )
+    splits = split_loaders(
+        split,
         context_length=config.context_length,
         stride=config.stride or config.context_length,
         batch_size=config.batch_size * world_size,
         train_ratio=config.train_ratio,
         seed=config.seed,
         pin_memory=pin_memory,
+        sampling=config.sampling,
     )
     if len(splits.train) < config.grad_accum:
         raise UserError(

@@ -25,7 +25,7 @@ import torch
 
 from gpt_tui import fileio
 from gpt_tui.engine import checkpoint as ckpt
-from gpt_tui.engine import distributed
+from gpt_tui.engine import book_recipe, distributed, weights_snapshot
 from gpt_tui.engine.batches import DataSplits
 from gpt_tui.engine.best_checkpoint import BestKeeper
 from gpt_tui.engine.checkpoint_schedule import CheckpointSchedule
@@ -46,9 +46,9 @@ from gpt_tui.engine.mfu import Utilization
 from gpt_tui.engine.model import GPTModel
 from gpt_tui.engine.run_control import RunControl
 from gpt_tui.engine.run_directory import RunDirectory
-from gpt_tui.engine.runs import WEIGHTS_FILE
 from gpt_tui.engine.runtime import release_device_memory, release_free_memory
 from gpt_tui.engine.schedule import lr_at
+from gpt_tui.engine.split_loaders import split_counts
 from gpt_tui.engine.train_options import TrainConfig  # callers import it from here too, where it lived first
 from gpt_tui.engine.train_progress import TrainProgress
 from gpt_tui.engine.train_start import build_model, resume_config, starting_point, training_data  # noqa: F401  (resume_config: callers import it here)
@@ -198,21 +198,8 @@ class Trainer:
         return done
 
     def write_weights_snapshot(self) -> None:
-        """Write the current weights, model only, to runs.WEIGHTS_FILE: an attached app's REPL talks to them.
-
-        Runs on the control thread; the copy is taken between optimizer steps
-        (as the app's own REPL takes it), so training waits only for the copy.
-        A failure is not the run's: the asker waits in vain and keeps what it had.
-        """
-        if self.model is None or not self.dist.is_main:
-            return
-        try:
-            with self._lock:  # a step that just ended may not be counted yet: the step named can be one behind
-                step = self.step
-                snapshot = copy.deepcopy(self.model)
-            ckpt.save_checkpoint(self.run_dir / WEIGHTS_FILE, snapshot, train_state={"step": step}, meta={"snapshot_of": str(self.run_dir)})
-        except (UserError, OSError, RuntimeError):
-            return
+        """Model-only weights for an attached app's REPL (gpt_tui.engine.weights_snapshot)."""
+        weights_snapshot.write_weights_snapshot(self)
 
     def _free_device_memory(self) -> None:
         """Drop gradients and optimizer state after an out-of-memory error, so the app can go on."""
@@ -248,7 +235,7 @@ class Trainer:
         else:
             device = resolve_device(cfg.device)
         start = starting_point(cfg, self._resume_path, self._init_from)
-        splits = training_data(cfg, self.dist.world_size, pin_memory=device.type == "cuda")
+        splits = training_data(cfg, self.dist.world_size, pin_memory=device.type == "cuda", progress=self._on_event if self.dist.is_main else None)
         model = build_model(cfg, start, device)
         self.model = model
         self.optimizer = self._make_optimizer(model, device)
@@ -296,6 +283,8 @@ class Trainer:
 
     def _run(self) -> DoneEvent:
         cfg = self.config
+        if cfg.recipe == "book":
+            return book_recipe.run_book(self)  # chapter 5's loop, draw for draw
         splits, device = self._setup()
         progress = self.progress
         resumed_step = self.step if self._resume_path is not None else None
@@ -316,7 +305,7 @@ class Trainer:
         tokens_per_step = cfg.batch_size * self.dist.world_size * cfg.context_length * cfg.grad_accum
         self._emit(StartEvent(
             run_dir=str(self.run_dir), device=str(device), num_parameters=model.num_parameters(),
-            train_tokens=splits.train_tokens, val_tokens=splits.val_tokens, train_batches=len(splits.train),
+            **split_counts(splits), train_batches=len(splits.train),
             val_batches=len(splits.val), total_steps=total_steps, start_step=progress.step, eval_every=eval_every,
             **usage.start_fields(),
         ))

@@ -69,6 +69,12 @@ def load_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
 
 def torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:
     """A pickled state dict via ``weights_only=True``: tensors and plain containers only, never code."""
+    state, config = _unwrap_state(torch_load_object(path), path)
+    return state, (None if config is None else json_config(config, path))
+
+
+def torch_load_object(path: Path) -> Any:
+    """What a PyTorch file holds, zip-checked and unpickled with ``weights_only=True`` (no code, ever)."""
     if zipfile.is_zipfile(path):
         check_torch_zip(path)  # declared sizes against the file's, before anything is decompressed
     try:
@@ -84,8 +90,7 @@ def torch_load(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | 
         raise UserError(f"{path} is corrupt or not a PyTorch file ({reason}).") from None
     except (RuntimeError, EOFError, ValueError, OSError, struct.error, UnicodeDecodeError, KeyError) as exc:
         raise UserError(f"{path} is corrupt, truncated or not a PyTorch file ({first_line(exc)}).") from None
-    state, config = _unwrap_state(loaded, path)
-    return state, (None if config is None else json_config(config, path))
+    return loaded
 
 
 def _unwrap_state(obj: Any, path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any] | None]:

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Iterable
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Container
 from textual.screen import Screen
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from gpt_tui.engine.events import CheckpointEvent, DoneEvent, SampleEvent
@@ -42,19 +40,23 @@ from gpt_tui.tui.chart_data import CHART_MODES, MODE_TITLES, LossHistory
 from gpt_tui.tui.checkpoints import CheckpointsPanel
 from gpt_tui.tui.commands import app_commands, key_help
 from gpt_tui.tui.config import Settings, describe_sampling, load_settings
+from gpt_tui.tui.corpus_view import sources_label
 from gpt_tui.tui.dialogs import ErrorDialog
 from gpt_tui.tui.event_buffer import EventBuffer
+from gpt_tui.tui.fitted_footer import FittedFooter
 from gpt_tui.tui.fold import fold_events
 from gpt_tui.tui.followed_run import FollowedRunHandlers
 from gpt_tui.tui.help import HelpScreen
 from gpt_tui.tui.key_names import binding_ids, usable_keymap
 from gpt_tui.tui.history import PromptHistory, history_path
+from gpt_tui.tui.layout import NEXT_PANE_KEY, LayoutControl, PaneTabs, TooSmall
 from gpt_tui.tui.model_source import ReplModelSource
 from gpt_tui.tui.progress import TrainingProgress
 from gpt_tui.tui.quitting import QuitHandling
 from gpt_tui.tui.repl import ReplPane
 from gpt_tui.tui.replies import Replies
 from gpt_tui.tui.runs_screen import RunsScreen
+from gpt_tui.tui.screenshot import save_screenshot
 from gpt_tui.tui.trainer_control import TrainerControl
 from gpt_tui.tui.training_control import NEW_RUN_KEY, TrainingControl
 from gpt_tui.tui.training_pane import TrainingPane
@@ -62,8 +64,6 @@ from gpt_tui.tui.weight_actions import WeightActions
 from gpt_tui.tui.worker_results import WorkerResultHandlers, notices_to
 
 EVENT_DRAIN_INTERVAL_S = 0.25
-WIDE_MIN_COLUMNS = 120
-WIDE_MIN_ROWS = 36
 
 
 class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, QuitHandling, App[None]):
@@ -80,9 +80,11 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         Binding("f7", "chart_mode", "Chart", id="chart.mode"),
         Binding("f8", "save_checkpoint", "Save", id="checkpoint.save", show=False),
         Binding("f9", "export_chart", "Export chart", id="chart.export", show=False),
+        Binding("f10", "chart_smoothing", "Smoothed line", id="chart.smooth", show=False),
         Binding("escape", "cancel_reply", "Cancel reply", id="reply.cancel", show=False),
         Binding("ctrl+y", "copy_reply", "Copy reply", id="reply.copy", show=False),
         Binding("ctrl+l", "clear_log", "Clear log", id="repl.clear", show=False),
+        Binding(NEXT_PANE_KEY, "next_pane", "Pane", id="layout.pane"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
     ]
 
@@ -113,6 +115,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         self.replies = Replies(self)
         self.weight_actions = WeightActions(self)
         self.chart_export = ChartExport(self)
+        self.arrangement = LayoutControl(self)
         self._training_worker: Worker[Any] | None = None
         self._quitting = False
         self.first_frame_at: float | None = None
@@ -120,6 +123,8 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
 
     # ----- composition -----
     def compose(self) -> ComposeResult:
+        yield PaneTabs(id="pane-tabs")
+        yield TooSmall(id="too-small")
         with Container(id="body"):
             yield TrainingPane(self.progress, stable=self.stable, id="training")
             chart_box = Container(id="chart-box")
@@ -127,7 +132,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
             with chart_box:
                 yield LossChart(self.history, id="chart")
             yield ReplPane(self.prompt_history, id="repl")
-        yield Footer()
+        yield FittedFooter()
 
     @property
     def training_pane(self) -> TrainingPane:
@@ -158,7 +163,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         for problem in problems + self.theme_notes:
             self.notify(problem, severity="warning", timeout=10)  # "[keys]" is no markup
-        self._update_layout_class()
+        self.arrangement.apply(self.size)
         if self.stable:
             for box in self.query("Input"):
                 box.cursor_blink = False  # type: ignore[attr-defined]
@@ -171,11 +176,12 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
 
     def _welcome(self) -> Text:
         t = self.settings.training
-        corpus = Path(t.data).name if t.data else "the built-in corpus (Python's docs)"
+        corpus = sources_label(t.data) or "the built-in corpus (Python's docs)"
         text = Text()
         text.append("Welcome to gpt-tui. ", style="bold")
         text.append(f"Press {self.train_key} to pre-train the {t.model} model on {corpus} and watch the loss fall. ")
-        text.append("Type below to talk to the model — now, while it trains, or after. F4 lists your runs; F1 shows every key.")
+        text.append("Type below to talk to the model — now, while it trains, or after. ")
+        text.append("Your own text: pick a file or folder in Settings (F2) → Corpus. F4 lists your runs; F1 shows every key.")
         return text
 
     def _after_first_frame(self) -> None:
@@ -191,23 +197,17 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
         self.model_source.use_fresh(t.model, t.seed, t.device)
         pane = self.training_pane
         pane.model_label = f"model {t.model}"
-        pane.corpus_label = Path(t.data).name if t.data else "python-docs (built-in)"
+        pane.corpus_label = sources_label(t.data) or "python-docs (built-in)"
         context = t.context_length if t.context_length else "preset"
         pane.batch_label = f"{t.batch_size}×{context}" + (f" ×{t.grad_accum}" if t.grad_accum > 1 else "")
         pane.refresh_progress()
         self.update_repl_status()
 
-    def on_resize(self) -> None:
-        self._update_layout_class()
+    def on_resize(self, event: events.Resize) -> None:
+        self.arrangement.apply(event.size)  # self.size is still the previous size here
 
-    def _update_layout_class(self) -> None:
-        width, height = self.size
-        wide = width >= WIDE_MIN_COLUMNS and height >= WIDE_MIN_ROWS
-        self.set_class(wide, "-wide")
-        pane = self.training_pane
-        if pane.wide != wide:
-            pane.wide = wide
-            pane.refresh_progress()
+    def action_next_pane(self) -> None:
+        self.arrangement.next_pane()
 
     @work(thread=True, group="warm-up", exit_on_error=False)
     def _warm_up(self) -> None:
@@ -274,7 +274,8 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
 
     # ----- REPL -----
     def update_repl_status(self) -> None:
-        self.repl.set_status(f"{self.model_source.describe()} · {describe_sampling(self.sampling)}")
+        described = self.model_source.describe(self.progress.step)  # the live step, not the last snapshot's
+        self.repl.set_status(f"{described} · {describe_sampling(self.sampling)}")
 
     @property
     def _reply_worker(self) -> Worker[Any] | None:
@@ -285,6 +286,7 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
 
     def on_repl_pane_ended(self, _message: ReplPane.Ended) -> None:
         self.update_repl_status()  # a training snapshot's step may have changed
+        self.replies.reply_ended()  # a prompt typed while it streamed goes next
 
     def action_cancel_reply(self) -> None:
         self.replies.cancel()
@@ -305,6 +307,9 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
     def action_chart_mode(self) -> None:
         mode = self.chart.cycle_mode()
         self.query_one("#chart-box").border_title = f"{MODE_TITLES[mode]} · F7 switches"
+
+    def action_chart_smoothing(self) -> None:
+        self.chart.smoothed = not self.chart.smoothed
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.key_help()))
@@ -327,6 +332,11 @@ class GptTuiApp(WorkerResultHandlers, FollowedRunHandlers, SettingsHandling, Qui
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield from app_commands(self)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None, time_format: str | None = None) -> str | None:
+        """Palette → Screenshot: into the run's folder or the data directory, the path or the reason said."""
+        saved = save_screenshot(self, filename, path)
+        return str(saved) if saved else None
 
     def action_train_background(self) -> None:
         attach.start_background(self)

@@ -12,10 +12,11 @@ import time
 from rich.text import Text
 from textual.app import RenderResult
 from textual.reactive import reactive
+from plotext._dict import themes as plotext_themes
 from textual_plotext import PlotextPlot
 
-from gpt_tui.tui.chart_data import CHART_MODES, LOG_SCALE_MODES, LossHistory, mode_title, step_ticks
-from gpt_tui.tui.themes import chart_color
+from gpt_tui.tui.chart_colors import ChartPalette, chart_palette
+from gpt_tui.tui.chart_data import CHART_MODES, LOG_SCALE_MODES, SMOOTHED, TRAIN, LossHistory, mode_title, step_ticks
 
 REDRAW_INTERVAL_S = 0.25  # how often the chart checks for new data
 # A redraw may use at most this share of one core: at ~20 ms per plotext render of
@@ -37,11 +38,12 @@ class LossChart(PlotextPlot):
     """
 
     mode: reactive[str] = reactive("loss")
+    smoothed: reactive[bool] = reactive(True)  # the train curve's moving average over faint raw steps
 
     def __init__(self, history: LossHistory, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.history = history
-        self._drawn: tuple[int, str, int, str] | None = None
+        self._drawn: tuple[int, str, int, str, bool] | None = None
         self.redraws = 0  # how many times the plot was rebuilt (tests and the benchmark read it)
         self._next_redraw_at = 0.0
         self._render_cost = 0.0
@@ -54,6 +56,10 @@ class LossChart(PlotextPlot):
         self.redraw_if_changed(force=True)
 
     def watch_mode(self, _mode: str) -> None:
+        if self.is_mounted:
+            self.redraw_if_changed(force=True)
+
+    def watch_smoothed(self, _smoothed: bool) -> None:
         if self.is_mounted:
             self.redraw_if_changed(force=True)
 
@@ -77,7 +83,7 @@ class LossChart(PlotextPlot):
             self._next_redraw_at = started + max(REDRAW_INTERVAL_S, cost / CPU_BUDGET)
 
     def redraw_if_changed(self, force: bool = False) -> None:
-        state = (self.history.version, self.mode, self.size.width, self.app.theme)
+        state = (self.history.version, self.mode, self.size.width, self.app.theme, self.smoothed)
         if not force and state == self._drawn:
             return
         only_new_data = self._drawn is not None and state[1:] == self._drawn[1:]
@@ -93,13 +99,21 @@ class LossChart(PlotextPlot):
         plt.yscale("linear")  # plotext cannot draw an empty log axis; set below once there is data
         plt.xlabel("step")
         max_points = max(16, self.size.width * POINTS_PER_COLUMN)
-        variables = self.app.theme_variables
+        palette = self._use_palette()
         drawn = False
         last_step = 0.0
-        for series in self.history.series(self.mode, max_points):
+        curves = self.history.series(self.mode, max_points)
+        if self.smoothed:
+            curves += self.history.smoothed_series(self.mode, max_points)
+        for series in curves:
             if not series.xs:
                 continue
-            color = chart_color(variables, series.color.key, series.color.fallback)
+            strength = "normal"
+            if self.smoothed and series.curve is TRAIN and not series.overlaid:
+                strength = "faint"  # the raw steps under their moving average
+            elif series.curve is SMOOTHED:
+                strength = "strong"
+            color = palette.line(series.color, strength=strength)
             marker = "braille" if len(series.xs) > 1 else "dot"
             plt.plot(series.xs, series.ys, label=series.label, marker=marker, color=color)
             last_step = max(last_step, series.xs[-1])
@@ -111,3 +125,12 @@ class LossChart(PlotextPlot):
         # The pane's border names the curve; the plot's own title only guides a first-time user.
         plt.title("" if drawn else f"{mode_title(self.mode)} — {self.empty_hint}")
         self.redraws += 1
+
+    def _use_palette(self) -> ChartPalette:
+        """The theme's chart colours; the canvas and tick labels go through a plotext theme of their own."""
+        palette = chart_palette(self.app.theme_variables)
+        name = f"gpt-tui-{self.app.theme}"
+        plotext_themes[name] = (palette.background, palette.background, palette.labels, "default", [palette.labels])
+        if self.theme != name:
+            self.theme = name  # type: ignore[assignment]
+        return palette

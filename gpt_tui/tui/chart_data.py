@@ -27,6 +27,7 @@ class LineColor:
 
     key: str
     fallback: tuple[int, int, int]
+    theme_color: str = "primary"  # the theme colour followed when the theme's [chart] table names none
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,14 @@ class Curve:
     compare_color: LineColor
 
 
-COMPARE_TRAIN = LineColor("compare-train", (186, 134, 222))
-COMPARE_VAL = LineColor("compare-val", (229, 104, 121))
-TRAIN = Curve("train", LineColor("train", (95, 168, 211)), COMPARE_TRAIN)
-VAL = Curve("val", LineColor("val", (242, 165, 65)), COMPARE_VAL)
-LR = Curve("lr", LineColor("lr", (123, 196, 127)), COMPARE_TRAIN)
+COMPARE_TRAIN = LineColor("compare-train", (186, 134, 222), "secondary")
+COMPARE_VAL = LineColor("compare-val", (229, 104, 121), "error")
+TRAIN = Curve("train", LineColor("train", (95, 168, 211), "primary"), COMPARE_TRAIN)
+VAL = Curve("val", LineColor("val", (242, 165, 65), "warning"), COMPARE_VAL)
+LR = Curve("lr", LineColor("lr", (123, 196, 127), "success"), COMPARE_TRAIN)
+# The exponential moving average of the train loss: a line through the noise of single batches.
+SMOOTHED = Curve("train (smoothed)", TRAIN.color, COMPARE_TRAIN)
+EMA_DECAY = 0.95  # each step's loss moves the line by 5%: about the last 20 steps
 CURVES = (TRAIN, VAL, LR)
 THEMED_CHART_KEYS = tuple(curve.color.key for curve in CURVES)  # what a theme's [chart] table may set
 
@@ -120,6 +124,21 @@ def step_means(xs: list[float], ys: list[float], max_points: int) -> tuple[list[
     return out_x, out_y
 
 
+def bucket_ends(xs: list[float], ys: list[float], max_points: int) -> tuple[list[float], list[float]]:
+    """At most ``max_points`` points, the last of each bucket: a smoothed line already carries its past.
+
+    Buckets are those of ``step_means``, so both lines thin the same way.
+    """
+    n = len(xs)
+    if n == 0 or max_points < 1:
+        return list(xs), list(ys)
+    width = 1
+    while -(-n // width) > max_points:
+        width *= 2
+    ends = [min(start + width, n) - 1 for start in range(0, n, width)]
+    return [xs[i] for i in ends], [ys[i] for i in ends]
+
+
 def step_ticks(last_step: float, max_ticks: int) -> list[int]:
     """Whole-number ticks 0, d, 2d... up to ``last_step`` with d a 1-2-5 step: steps are counts."""
     if last_step <= 0 or max_ticks < 2:
@@ -140,6 +159,7 @@ class LossHistory:
         self.train = Series(TRAIN.label, TRAIN)
         self.val = Series(VAL.label, VAL)
         self.lr = Series(LR.label, LR)
+        self.smoothed = Series(SMOOTHED.label, SMOOTHED)  # EMA of the train curve, point for point
         self.version = 0  # bumped on every change, so the chart redraws only when needed
 
     def clear(self) -> None:
@@ -148,15 +168,13 @@ class LossHistory:
     def add(self, event: Any) -> bool:
         """Fold one trainer event in; True when the curves changed."""
         if isinstance(event, StepEvent):
-            self.train.xs.append(event.step)
-            self.train.ys.append(event.loss)
+            self._add_train(event.step, event.loss)
             self.lr.xs.append(event.step)
             self.lr.ys.append(event.lr)
         elif isinstance(event, EvalEvent):
             if event.step == 0 and not self.train.xs:
                 # The loss before training: the curve's starting point.
-                self.train.xs.append(0)
-                self.train.ys.append(event.train_loss)
+                self._add_train(0, event.train_loss)
             if math.isfinite(event.val_loss):
                 self.val.xs.append(event.step)
                 self.val.ys.append(event.val_loss)
@@ -164,6 +182,24 @@ class LossHistory:
             return False
         self.version += 1
         return True
+
+    def _add_train(self, step: float, loss: float) -> None:
+        self.train.xs.append(step)
+        self.train.ys.append(loss)
+        if not math.isfinite(loss):
+            return  # a nan or inf batch would stay in the average for ever
+        last = self.smoothed.ys[-1] if self.smoothed.ys else loss
+        self.smoothed.xs.append(step)
+        self.smoothed.ys.append(EMA_DECAY * last + (1 - EMA_DECAY) * loss)
+
+    def smoothed_series(self, mode: str, max_points: int) -> list[Series]:
+        """The smoothed train curve of one chart mode (none for the learning rate), thinned to ``max_points``."""
+        if mode == "lr" or not self.smoothed.xs:
+            return []
+        xs, ys = bucket_ends(self.smoothed.xs, self.smoothed.ys, max_points)
+        if mode == "perplexity":
+            ys = [perplexity(y, cap=MAX_LOSS_FOR_PERPLEXITY) for y in ys]
+        return [Series(self.smoothed.label, SMOOTHED, xs, ys)]
 
     @property
     def points(self) -> int:

@@ -15,6 +15,7 @@ def app_commands(app: Any) -> Iterable[SystemCommand]:
     yield SystemCommand("Train: new run", "A fresh run with the settings in F2; F5 continues the last one", app.action_train_new)
     yield SystemCommand("Train: in the background", "A process that keeps training after you quit; shown here live", app.action_train_background)
     yield SystemCommand("Chart: switch", "Loss, perplexity, learning rate (F7)", app.action_chart_mode)
+    yield SystemCommand("Chart: smoothed train line", "Show or hide the moving average over faint raw steps (F10)", app.action_chart_smoothing)
     yield SystemCommand("Chart: export PNG", "The chart as shown, into the run directory (F9)", app.action_export_chart)
     yield SystemCommand("Metrics: export CSV", "metrics.jsonl as a table, into the run directory", app.action_export_metrics)
     yield SystemCommand("Checkpoint: save now", "Save the current weights (F8)", app.action_save_checkpoint)

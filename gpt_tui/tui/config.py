@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gpt_tui import fileio, paths
-from gpt_tui.engine.options import SAME, Option, Rule, default_of, describe_range, in_range, options_of
+from gpt_tui.engine.corpus_parts import check_sources_named
+from gpt_tui.engine.options import SAME, Option, Rule, default_of, describe_range, in_range, options_of, split_values
 from gpt_tui.engine.presets import PRESET_NAMES
 from gpt_tui.engine.sampling_config import SAMPLING_RULES, SamplingConfig
 from gpt_tui.engine.train_options import TRAIN_RULES, TrainConfig
@@ -95,25 +96,18 @@ class FieldSpec:
     check: Callable[[Any], None] | None = None
     placeholder: str = ""
     option: Option | None = None  # the engine's declaration it shows
+    example: str = ""  # quoted when a typed value is no number: the option's own, or its default
 
     @property
     def key(self) -> str:
         return f"{self.section}.{self.name}"
 
 
-def _check_corpus(value: str) -> None:
-    if not value or value.startswith("builtin:"):
-        return
-    file = paths.expand_user(value)
-    if not file.is_file():
-        raise UserError(f"corpus file {value!r} does not exist; give a UTF-8 text file, or leave it empty for the built-in corpus.")
-
-
 # Checks only the app makes, before a run starts (the engine finds a missing corpus when it reads it).
-_FORM_CHECKS: dict[str, Callable[[Any], None]] = {"data": _check_corpus}
+_FORM_CHECKS: dict[str, Callable[[Any], None]] = {"data": lambda value: check_sources_named(split_values(value))}
 
 
-def _field_spec(section: str, opt: Option) -> FieldSpec:
+def _field_spec(section: str, opt: Option, default: Any = None) -> FieldSpec:
     """The form's view of one option: its range and choices are the option's own."""
     return FieldSpec(
         section, opt.name, opt.label or opt.name, opt.kind,
@@ -121,11 +115,13 @@ def _field_spec(section: str, opt: Option) -> FieldSpec:
         minimum=opt.minimum, maximum=opt.maximum, above=opt.above, below=opt.below,
         choices=opt.form_choices or opt.choices, help=opt.form_help,
         check=_FORM_CHECKS.get(opt.name, opt.check), placeholder=opt.placeholder, option=opt,
+        # A refused number quotes a value that fits this option: its declared example, else its default.
+        example=opt.example or (f"{default:g}" if type(default) is float else str(default) if type(default) is int else ""),
     )
 
 
 def _form(section: str, config: type) -> tuple[FieldSpec, ...]:
-    return tuple(_field_spec(section, opt) for opt in options_of(config) if opt.label is not None)
+    return tuple(_field_spec(section, opt, _app_default(opt, config)) for opt in options_of(config) if opt.label is not None)
 
 
 TRAINING_FIELDS: tuple[FieldSpec, ...] = _form("training", TrainConfig)
@@ -134,6 +130,7 @@ SAMPLING_FIELDS: tuple[FieldSpec, ...] = _form("sampling", SamplingConfig)
 APP_FIELDS: tuple[FieldSpec, ...] = (FieldSpec("app", "theme", "Theme", str),)
 
 ALL_FIELDS: dict[str, FieldSpec] = {spec.key: spec for spec in TRAINING_FIELDS + SAMPLING_FIELDS + APP_FIELDS}
+_REPEATABLE = frozenset(spec.name for spec in ALL_FIELDS.values() if spec.option is not None and spec.option.repeatable)
 
 
 def field_spec(section: str, name: str) -> FieldSpec:
@@ -146,6 +143,8 @@ def field_spec(section: str, name: str) -> FieldSpec:
 def parse_value(spec: FieldSpec, raw: Any) -> Any:
     """The typed value of ``raw`` (text from an input box, or a TOML value) or a UserError saying why not."""
     label = spec.label
+    if spec.option is not None and spec.option.repeatable and isinstance(raw, (list, tuple)):
+        raw = "; ".join(str(one) for one in raw)  # a TOML list: the box's text
     if isinstance(raw, str):
         text = raw.strip() if spec.kind is not str else raw
         if spec.optional and text.strip().lower() in OFF_WORDS:
@@ -176,7 +175,8 @@ def parse_value(spec: FieldSpec, raw: Any) -> Any:
             value = float(text)
         except (TypeError, ValueError):
             hint = " or off" if spec.optional else ""
-            raise UserError(f"{label} must be a number{hint} (e.g. 4e-4), got {raw!r}.") from None
+            example = f" (e.g. {spec.example})" if spec.example else ""
+            raise UserError(f"{label} must be a number{hint}{example}, got {raw!r}.") from None
         if not math.isfinite(value):
             raise UserError(f"{label} must be a finite number, got {raw!r}.")
     if not in_range(spec.option or spec, value):
@@ -356,7 +356,11 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
 def _config_kwargs(group: Any) -> dict[str, Any]:
     """Each setting by its name; an empty text box is the engine's None (e.g. the built-in corpus)."""
     kwargs = {f.name: getattr(group, f.name) for f in fields(group)}
-    return {name: (None if value == "" and default_of(type(group), name) == "" else value) for name, value in kwargs.items()}
+    kwargs = {name: (None if value == "" and default_of(type(group), name) == "" else value) for name, value in kwargs.items()}
+    for name in _REPEATABLE & kwargs.keys():  # one box holds several values: the engine takes them as a tuple
+        if isinstance(kwargs[name], str):
+            kwargs[name] = split_values(kwargs[name]) or None
+    return kwargs
 
 
 def train_config_kwargs(training: Any) -> dict[str, Any]:
@@ -379,4 +383,6 @@ def describe_sampling(sampling: SamplingSettings) -> str:
         parts.append(f"beams {sampling.num_beams}")
     parts.append(f"max {sampling.max_new_tokens}")
     parts.append(f"seed {format_value(sampling.seed)}")
+    if sampling.quantize != "none":
+        parts.append(f"{sampling.quantize} weights")
     return " · ".join(parts)

@@ -9,6 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from gpt_tui.tui.path_text import PathText
+
 # Written for "Dialog" and renamed per class: a screen's DEFAULT_CSS is scoped to its own type name.
 DIALOG_CSS = """
 Dialog {
@@ -32,6 +34,9 @@ Dialog #dialog-body {
     height: auto;
     max-height: 16;
     overflow-y: auto;
+}
+Dialog #dialog-path {
+    margin-top: 1;
 }
 Dialog #dialog-keys {
     color: $text-muted;
@@ -86,9 +91,13 @@ class ConfirmDialog(ModalScreen[bool]):
         Binding("y", "answer(True)", "Yes", id="dialog.yes"),
     ]
 
-    def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = "Are you sure?") -> None:
+    def __init__(
+        self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = "Are you sure?", *, path: str = ""
+    ) -> None:
+        """``path``: a file the question is about, shown on lines of its own and broken only at separators."""
         super().__init__()
         self.question = question
+        self.path = path
         self.yes_label = yes
         self.no_label = no
         self.title_text = title
@@ -97,6 +106,8 @@ class ConfirmDialog(ModalScreen[bool]):
         with Vertical(id="dialog"):
             yield Static(self.title_text, id="dialog-title", markup=False)
             yield Static(self.question, id="dialog-body", markup=False)
+            if self.path:
+                yield PathText(self.path, id="dialog-path")
             yield Static("y answers yes · n or Esc answers no", id="dialog-keys")
             with Horizontal(id="dialog-buttons"):
                 yield Button(self.no_label, id="dialog-no")

@@ -19,6 +19,17 @@ GETTING_STARTED = (
     "model size, hyperparameters, sampling defaults, themes and your checkpoints (save, load, "
     "delete, import GPT-2 weights). F4 lists your runs. Ctrl+P opens the command palette."
 )
+OWN_CORPUS = (
+    "To train on your own text, open Settings (F2) and put a UTF-8 text file (or a folder of them) "
+    "in the Corpus field: type its path (Right arrow accepts the completion shown) or press Browse… "
+    "(Ctrl+O) to pick it; leave "
+    "the field empty for the built-in corpus. `gpt-tui train --data FILE` does the same from a shell."
+)
+CONVERSATION_KEYS = (
+    "Esc cancels a reply, and the prompts queued behind it (a prompt sent while a reply streams waits its turn). "
+    "Up/Down recall earlier prompts. PgUp/PgDn, Shift+Up/Down (or Ctrl+Up/Down) and Ctrl+Home/Ctrl+End "
+    "scroll the conversation while you type. "
+)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -49,14 +60,14 @@ class HelpScreen(ModalScreen[None]):
             yield Static("gpt-tui — pre-train a GPT in your terminal", id="help-title")
             with VerticalScroll():
                 yield Static(GETTING_STARTED)
+                yield Static(OWN_CORPUS, markup=False)
                 yield Static("Keys", classes="help-heading")
                 yield Static(self._table(self.keys))
                 yield Static("REPL commands", classes="help-heading")
                 yield Static(self._table(list(HELP_LINES)))
                 yield Static(
                     Text(
-                        "Esc cancels a reply. Up/Down recall earlier prompts. "
-                        "Settings live in settings.toml in your config directory; "
+                        CONVERSATION_KEYS + "Settings live in settings.toml in your config directory; "
                         "drop theme files into its themes/ folder.",
                         style="dim",
                     )

@@ -32,10 +32,12 @@ class DevicesFound(Message):
 class CheckpointSaved(Message):
     """A checkpoint file was written (F8, a save from the REPL's model, an import)."""
 
-    def __init__(self, path: str, quiet: bool = False) -> None:
+    def __init__(self, path: str, quiet: bool = False, untrained_label: str = "") -> None:
+        """``untrained_label``: the model saved had never been trained (e.g. "untrained tiny"), so the notice warns."""
         super().__init__()
         self.path = path
         self.quiet = quiet
+        self.untrained_label = untrained_label
 
 
 class WeightsLoaded(Message):

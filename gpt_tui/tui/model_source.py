@@ -133,12 +133,16 @@ class ReplModelSource:
     def loaded(self) -> LoadedModel | None:
         return self._loaded
 
-    def describe(self) -> str:
+    def describe(self, live_step: int | None = None) -> str:
+        """What the REPL talks to; ``live_step``: the run's step now, for the status line.
+
+        Without it the step is the snapshot's, as a reply's footer says which weights answered;
+        the status line passes the live step, so it does not stay at the first reply's snapshot.
+        """
         with self._lock:
             if self.kind == "training" and self._trainer is not None:
-                if self._snapshot is not None:
-                    return f"training weights (step {self._snapshot_step})"
-                return "training weights"
+                step = live_step if live_step else (self._snapshot_step if self._snapshot is not None else 0)
+                return f"training weights (step {step})" if step else "training weights"
             if self._pending is not None:
                 return "loading weights…"
             if self.kind == "loaded" and self._loaded is not None:

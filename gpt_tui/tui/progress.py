@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpt_tui.engine.eta import StepPace
 from gpt_tui.engine.eval_coverage import coverage_text
-from gpt_tui.engine.events import CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, SampleEvent, StartEvent, StepEvent
+from gpt_tui.engine.events import (
+    CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, SampleEvent, StartEvent, StepEvent, TokenizeProgress,
+)
 
 # States a run moves through; "idle" before the first start.
 ACTIVE_STATES = ("preparing", "running", "paused", "stopping")
@@ -49,6 +52,8 @@ class TrainingProgress:
     num_parameters: int = 0
     train_tokens: int = 0
     val_tokens: int = 0
+    train_documents: int = 0  # 0: not said (a single document, or a run from before documents were counted)
+    val_documents: int = 0
     steps_per_epoch: int = 0
     start_step: int = 0
     step: int = 0
@@ -70,6 +75,12 @@ class TrainingProgress:
     checkpoint: str = ""
     message: str = ""  # the last error, or why the run ended
     grad_accum: int = 1
+    n_layers: int = 0  # the model's shape, from the run's start (0: not reported)
+    n_heads: int = 0
+    emb_dim: int = 0
+    context_length: int = 0
+    corpus_progress: str = ""  # while the corpus is tokenized: files, MB/s, tokens, ETA
+    pace: StepPace = field(default_factory=StepPace)  # seconds per step, evaluations and pauses left out
 
     @property
     def active(self) -> bool:
@@ -91,17 +102,15 @@ class TrainingProgress:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the pace of this session's steps so far."""
-        done = self.step - self.start_step
-        if done <= 0 or self.elapsed <= 0 or not self.total_steps:
-            return None
-        return (self.total_steps - self.step) * self.elapsed / done
+        """Seconds left at the recent pace of training steps (gpt_tui.engine.eta)."""
+        return self.pace.eta(self.step, self.total_steps)
 
     def reset_for_start(self) -> None:
         """A new run begins: forget the last one's numbers."""
         self.__init__(state="preparing")  # type: ignore[misc]
 
     def apply(self, event: Any) -> None:
+        self.pace.apply(event)
         if isinstance(event, StepEvent):
             self.step = event.step
             self.epoch = event.epoch
@@ -123,12 +132,18 @@ class TrainingProgress:
             self.epoch = max(self.epoch, event.epoch)
             if self.state == "preparing":
                 self.state = "running"
+        elif isinstance(event, TokenizeProgress):
+            self.corpus_progress = "" if event.done else event.line()
         elif isinstance(event, StartEvent):
+            self.corpus_progress = ""
             self.run_dir = event.run_dir
             self.device = event.device
             self.num_parameters = event.num_parameters
+            self.n_layers, self.n_heads = event.n_layers, event.n_heads
+            self.emb_dim, self.context_length = event.emb_dim, event.context_length
             self.train_tokens = event.train_tokens
             self.val_tokens = event.val_tokens
+            self.train_documents, self.val_documents = event.train_documents, event.val_documents
             self.steps_per_epoch = max(1, event.train_batches // max(1, self.grad_accum))
             self.total_steps = event.total_steps
             self.start_step = event.start_step

@@ -17,6 +17,8 @@ from textual.widgets import Input, Static
 
 from gpt_tui.textsafe import printable, visible
 from gpt_tui.tui.history import PromptHistory
+from gpt_tui.tui.layout import PROMPT_PLACEHOLDERS, fitting_placeholder
+from gpt_tui.tui.ordered_keys import InOrderInput
 
 MAX_LOG_ENTRIES = 200
 # Pieces are gathered and shown together at most this often: a fast model makes
@@ -79,6 +81,9 @@ class Note(Static):
     Note.-error {
         color: $error;
     }
+    Note.-queued {
+        border-left: outer $accent 50%;
+    }
     Note.-sample {
         color: $text-muted;
         border-left: outer $secondary;
@@ -90,7 +95,7 @@ class Note(Static):
         self.add_class(f"-{kind}")
 
 
-class PromptInput(Input):
+class PromptInput(InOrderInput):
     """An Input that walks the prompt history with up and down."""
 
     BINDINGS = [
@@ -101,6 +106,9 @@ class PromptInput(Input):
     def __init__(self, history: PromptHistory, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.history = history
+
+    def on_resize(self) -> None:
+        self.placeholder = fitting_placeholder(self.content_size.width - 1)  # a cell for the cursor
 
     def action_history_previous(self) -> None:
         entry = self.history.previous(self.value)
@@ -116,6 +124,15 @@ class PromptInput(Input):
 
 
 class ReplPane(Vertical):
+    # The conversation scrolls from the keyboard while the input keeps focus (the log never takes it).
+    BINDINGS = [
+        Binding("pageup", "scroll_log('page_up')", "Scroll up a page", show=False, id="repl.page_up"),
+        Binding("pagedown", "scroll_log('page_down')", "Scroll down a page", show=False, id="repl.page_down"),
+        Binding("shift+up,ctrl+up", "scroll_log('up')", "Scroll up a line", show=False, id="repl.line_up"),
+        Binding("shift+down,ctrl+down", "scroll_log('down')", "Scroll down a line", show=False, id="repl.line_down"),
+        Binding("ctrl+home", "scroll_log('home')", "Scroll to the first entry", show=False, id="repl.top"),
+        Binding("ctrl+end", "scroll_log('end')", "Scroll to the latest entry", show=False, id="repl.bottom"),
+    ]
     DEFAULT_CSS = """
     ReplPane {
         height: 1fr;
@@ -187,7 +204,7 @@ class ReplPane(Vertical):
         log.can_focus = False
         yield log
         yield Static("", id="repl-status")
-        yield PromptInput(self.history, placeholder="Type a prompt and press Enter · /help for commands", id="repl-input")
+        yield PromptInput(self.history, placeholder=PROMPT_PLACEHOLDERS[0], id="repl-input", select_on_focus=False)
 
     def on_mount(self) -> None:
         self.query_one("#repl-log", VerticalScroll).anchor()
@@ -199,6 +216,15 @@ class ReplPane(Vertical):
     @property
     def log_view(self) -> VerticalScroll:
         return self.query_one("#repl-log", VerticalScroll)
+
+    def action_scroll_log(self, where: str) -> None:
+        log = self.log_view
+        if where == "end":
+            log.scroll_end(animate=False)  # and stays at the newest entry again (the anchor holds)
+            return
+        moves = {"page_up": log.scroll_page_up, "page_down": log.scroll_page_down, "up": log.scroll_up,
+                 "down": log.scroll_down, "home": log.scroll_home}
+        moves[where](animate=False)
 
     def set_status(self, text: str) -> None:
         if text != self._status_text:  # called on every training update; most change nothing
@@ -214,23 +240,28 @@ class ReplPane(Vertical):
         event.input.value = ""
         self.post_message(self.Submitted(text))
 
-    def _mount_entry(self, widget: Static) -> None:
+    def _mount_entry(self, widget: Static, in_place_of: Static | None = None) -> None:
         log = self.log_view
         entries = list(log.children)
         if len(entries) >= MAX_LOG_ENTRIES:
             for old in entries[: len(entries) - MAX_LOG_ENTRIES + 1]:
                 old.remove()
-        log.mount(widget)
+        if in_place_of is not None and in_place_of.parent is log:
+            log.mount(widget, before=in_place_of)
+            in_place_of.remove()
+        else:
+            log.mount(widget)
 
     def note(self, text: str | Text, kind: str = "info") -> Note:
         note = Note(text, kind)
         self._mount_entry(note)
         return note
 
-    def begin_reply(self, prompt: str, serial: int) -> Reply:
+    def begin_reply(self, prompt: str, serial: int, in_place_of: Static | None = None) -> Reply:
+        """A reply starts streaming; ``in_place_of``: the note that showed its prompt queued."""
         reply = Reply(prompt, serial)
         self.current = reply
-        self._mount_entry(reply)
+        self._mount_entry(reply, in_place_of)
         return reply
 
     def on_repl_pane_piece(self, message: "ReplPane.Piece") -> None:

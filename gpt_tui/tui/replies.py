@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.worker import Worker, get_current_worker
 
 from gpt_tui.errors import UserError
+from gpt_tui.textsafe import printable
 from gpt_tui.tui.config import sampling_config_kwargs
-from gpt_tui.tui.repl import ReplPane
+from gpt_tui.tui.repl import Note, ReplPane
 from gpt_tui.tui.slash import HELP_LINES, is_slash, run_slash
 
 # Deferred imports: generation needs torch, which loads on the first reply, not for the app's first frame.
@@ -39,6 +41,8 @@ class Replies:
         self.app = app  # the GptTuiApp: its REPL pane, sampling settings and model source
         self.worker: Worker[Any] | None = None
         self._serial = 0
+        # Prompts sent while a reply streams, in order, each with the note that shows it waiting.
+        self.queued: list[tuple[str, Note]] = []
 
     def submit(self, text: str) -> None:
         app = self.app
@@ -46,12 +50,26 @@ class Replies:
         if is_slash(text):
             self._run_slash(text)
             return
-        if repl.streaming:
-            repl.note("A reply is still streaming; press Esc to cancel it first.", "error")
+        if repl.streaming or self.queued:  # typed ahead: it waits its turn rather than being lost
+            shown = Text("queued: ", style="italic")
+            shown.append(printable(text), style="bold")
+            shown.append(" · runs when the reply above ends; Esc cancels", style="italic")
+            self.queued.append((text, repl.note(shown, "queued")))
             return
+        self._start(text)
+
+    def reply_ended(self) -> None:
+        """A reply ended: the next queued prompt, if any, starts in the place its note held."""
+        if self.queued and not self.app.repl.streaming:
+            text, note = self.queued.pop(0)
+            self._start(text, in_place_of=note)
+
+    def _start(self, text: str, in_place_of: Note | None = None) -> None:
+        app = self.app
+        repl: ReplPane = app.repl
         self._serial += 1
         serial, sampling = self._serial, sampling_config_kwargs(app.sampling)
-        repl.begin_reply(text, serial)
+        repl.begin_reply(text, serial, in_place_of=in_place_of)
         self.worker = app.run_worker(
             lambda: self._generate(repl, serial, text, sampling), thread=True, group="reply", name="reply", exit_on_error=False
         )
@@ -106,9 +124,21 @@ class Replies:
             repl.post_message(ReplPane.Ended(serial, reply_footer(status, stats, label, app.stable), footer_style))
 
     def cancel(self) -> None:
+        """Esc: the streaming reply and every queued prompt; said in a notice when there is neither."""
+        app = self.app
+        dropped = len(self.queued)
+        for _, note in self.queued:
+            note.remove()
+        self.queued.clear()
+        streaming = app.repl.streaming
         if self.worker is not None and self.worker.is_running:
             self.worker.cancel()
-            self.app.repl.cancel_current()
+        if streaming:
+            app.repl.cancel_current()
+        if dropped:
+            app.notify(f"Cancelled {dropped} queued prompt{'s' if dropped > 1 else ''}.", timeout=3)
+        elif not streaming:
+            app.notify("Nothing to cancel: no reply is streaming (Esc stops one).", timeout=3)
 
     def copy_last(self) -> None:
         app = self.app

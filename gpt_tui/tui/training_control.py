@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from gpt_tui.errors import UnconfirmedCorpus, UserError
 from gpt_tui.paths import expand_user
 from gpt_tui.textsafe import visible
-from gpt_tui.tui.config import train_config_kwargs
+from gpt_tui.tui.config import split_values, train_config_kwargs
 from gpt_tui.tui.dialogs import ChoiceDialog, ConfirmDialog
 from gpt_tui.tui.fold import fold_events
 from gpt_tui.tui.messages import RunHistoryRead, SavedRunRead, TrainerReady
@@ -320,7 +320,7 @@ class TrainingControl:
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.start(TrainPlan(plan.kind, plan.source, {**plan.overrides, "data": corpus}))
+                self.start(TrainPlan(plan.kind, plan.source, {**plan.overrides, "data": split_values(corpus)}))
 
         question = (f"This run was trained on {visible(corpus)}, but it was not trained in this folder (it was copied "
                     "or shared), so that file was not read. Continue the run on it?")

@@ -17,6 +17,7 @@ from textual.widgets import Button, ProgressBar, Static
 
 from gpt_tui.engine.mfu import format_bytes, format_flops, format_mfu
 from gpt_tui.textsafe import visible
+from gpt_tui.tui.model_shape import loss_with_perplexity, pane_title, shape_text
 from gpt_tui.tui.model_source import display_path
 from gpt_tui.tui.progress import TrainingProgress, format_count, format_duration, format_loss
 
@@ -31,6 +32,13 @@ STATE_STYLES = {
     "failed": ("✖", "bold red"),
 }
 HIDDEN = "··"
+
+
+def _split_cell(tokens: int, documents: int) -> str:
+    """A split's size in its cell: tokens, and documents where the corpus has several."""
+    if not tokens:
+        return "-"
+    return f"{format_count(tokens)}/{format_count(documents)} doc" if documents > 1 else f"{format_count(tokens)} tok"
 
 
 class TrainingPane(Vertical):
@@ -86,10 +94,16 @@ class TrainingPane(Vertical):
         symbol, style = STATE_STYLES.get(p.state, ("?", ""))
         state = Text()
         state.append(f"{symbol} {p.state}", style=style)
-        if p.run_dir:
+        title = pane_title(p)  # the device, on the top border
+        if self.border_title != title:
+            self.border_title = title
+        shape = shape_text(p)
+        if shape:  # the run's name is on the "saving to" line below
+            state.append(f"  {shape}", style="dim")
+        if p.run_dir and (self.wide or not shape):
             state.append("  run ", style="dim")
             state.append(self._volatile(p.run_name))
-        elif self.model_label:
+        elif self.model_label and not shape:
             state.append(f"  {self.model_label}", style="dim")
         # Fixed-height lines: no relayout of the screen for a new number.
         self.query_one("#train-state", Static).update(state, layout=False)
@@ -102,7 +116,7 @@ class TrainingPane(Vertical):
         rows = [
             ["step", f"{p.step}{total}", "epoch", epochs],
             ["tokens", format_count(p.tokens_seen), "lr", f"{p.lr:.2e}" if p.lr else "-"],
-            ["loss", format_loss(p.loss), "val", format_loss(p.val_loss)],
+            ["loss", loss_with_perplexity(p.loss), "val", loss_with_perplexity(p.val_loss)],  # (perplexity)
             ["speed", self._volatile(rate), "best", format_loss(p.best_val_loss)],
             ["time", self._volatile(elapsed), "ETA", self._volatile(eta)],
             ["MFU", self._volatile(format_mfu(p.mfu)) if p.mfu is not None else "-",
@@ -112,8 +126,8 @@ class TrainingPane(Vertical):
             details = [
                 ["params", format_count(p.num_parameters) if p.num_parameters else "-"],
                 ["device", p.device or "-"],
-                ["train", f"{format_count(p.train_tokens)} tok" if p.train_tokens else "-"],
-                ["val", f"{format_count(p.val_tokens)} tok" if p.val_tokens else "-"],
+                ["train", _split_cell(p.train_tokens, p.train_documents)],
+                ["val", _split_cell(p.val_tokens, p.val_documents)],
                 ["batch", self.batch_label or "-"],
                 ["peak", self._volatile(format_flops(p.peak_flops)) if p.peak_flops else "-"],
             ]
@@ -135,6 +149,8 @@ class TrainingPane(Vertical):
 
         if p.message and p.state == "failed":
             saved = Text(visible(p.message), style="red", no_wrap=True, overflow="ellipsis")  # it may quote a file
+        elif p.corpus_progress and p.state == "preparing":
+            saved = Text(p.corpus_progress, no_wrap=True, overflow="ellipsis")
         elif p.checkpoint:
             saved = Text(f"saved {visible(Path(p.checkpoint).name)}", no_wrap=True, overflow="ellipsis")
         elif p.run_dir:

@@ -52,7 +52,8 @@ class WeightActions:
                 if answer:
                     self.delete(target)
 
-            app.push_screen(ConfirmDialog(f"Delete {display_path(target)}? This cannot be undone.", yes="Delete", title="Delete checkpoint"), confirmed)
+            question = "Delete this checkpoint? This cannot be undone."
+            app.push_screen(ConfirmDialog(question, yes="Delete", title="Delete checkpoint", path=display_path(target)), confirmed)
         elif message.action == "import" and message.target:
             app.training_control.weights_picked = True
             self.say(f"Importing {message.target}…")
@@ -82,13 +83,20 @@ class WeightActions:
             self.say(f"This run is already saved: {display_path(app.progress.checkpoint)}.")
             app.notify("Already saved at the end of the run.", timeout=3)
         else:
+            app.notify(f"No training run to save; saving the REPL's model ({app.model_source.describe()})…", timeout=3)
             self._run(self._save_repl_model)
 
-    def checkpoint_saved(self, path: str, quiet: bool = False) -> None:
+    def checkpoint_saved(self, path: str, quiet: bool = False, untrained_label: str = "") -> None:
         for panel in self.panels():
             panel.reload(select=path)
             panel.say(f"Saved {display_path(path)}.")
-        if not quiet:
+        if untrained_label:  # F8 with nothing trained: the file holds random weights, which is rarely what was meant
+            self.app.notify(
+                f"Saved the {untrained_label} model to {visible(display_path(path))}, but it has never been trained "
+                f"(step 0): its weights are random. Train first ({self.app.train_key}) or load a checkpoint (F3).",
+                severity="warning", timeout=10,
+            )
+        elif not quiet:
             self.app.notify(f"Checkpoint saved: {visible(Path(path).name)}", timeout=4)
 
     def weights_loaded(self, loaded: LoadedModel | None) -> None:
@@ -160,11 +168,13 @@ class WeightActions:
         from gpt_tui import paths
         from gpt_tui.engine.checkpoint import save_checkpoint
 
-        model, label = self.app.model_source.acquire()
+        source = self.app.model_source
+        model, label = source.acquire()
+        untrained = source.kind == "fresh"  # after acquire: weights being loaded are waited for
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = f"saved-{model.config.n_layers}l{model.config.emb_dim}d-{stamp}.safetensors"
         path = save_checkpoint(paths.models_dir() / name, model, meta={"saved_from": label})
-        self.app.post_message(CheckpointSaved(str(path)))
+        self.app.post_message(CheckpointSaved(str(path), untrained_label=label if untrained else ""))
 
     def _import(self, source: str, overwrite: bool, device: str) -> LoadedModel | None:
         from gpt_tui.engine.weights import import_weights

@@ -52,7 +52,7 @@ class WorkerResultHandlers:
         self.devices = message.devices
 
     def on_checkpoint_saved(self, message: messages.CheckpointSaved) -> None:
-        self.weight_actions.checkpoint_saved(message.path, message.quiet)
+        self.weight_actions.checkpoint_saved(message.path, message.quiet, message.untrained_label)
 
     def on_weights_loaded(self, message: messages.WeightsLoaded) -> None:
         self.weight_actions.weights_loaded(message.loaded)
