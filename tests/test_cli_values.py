@@ -136,3 +136,15 @@ async def test_a_bad_key_in_settings_gets_a_notice_naming_it(binding, keys, fast
         assert "\x00" not in notes[0]
         assert not any("repl.clear" in str(n.message) for n in app._notifications)  # the good entry still applies
         assert app._keymap.get("repl.clear") == "ctrl+k"
+
+
+def test_a_corpus_refused_at_start_prints_its_error_alone(tmp_path, capsys) -> None:
+    """The run's settings line belongs to a run that starts; a refused corpus is one error line and nothing else."""
+    missing = tmp_path / "no-such-corpus.txt"
+    code = main(["train", "--data", str(missing), "--max-steps", "1", "--device", "cpu", "--precision", "fp32",
+                 "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpt-tui: error: Corpus file not found"), captured.err

@@ -58,8 +58,9 @@ def _documents(count: int, event: ev.StartEvent) -> str:
 class TrainLog:
     """Prints the chapter-5 log to stdout and a one-line progress bar to stderr; a dead stream only goes quiet."""
 
-    def __init__(self, show_bar: bool) -> None:
+    def __init__(self, show_bar: bool, recipe: str = "") -> None:
         self.show_bar = show_bar and sys.stderr.isatty()
+        self._recipe = recipe  # the run's settings, printed once it starts (not before a refusal)
         self._bar_visible = False
         self._last_bar = 0.0
         self._start: ev.StartEvent | None = None  # the device peak MFU is against
@@ -88,6 +89,8 @@ class TrainLog:
             self._start = event
             where = f"resuming at step {event.start_step}" if event.start_step else "starting"
             every = f"evaluated every {event.eval_every} steps; " if event.eval_every else ""
+            if self._recipe:
+                self._print(self._recipe)
             self._print(f"Run: {visible(event.run_dir)}")
             self._print(
                 f"Device {event.device}, {event.num_parameters:,} parameters; "
@@ -152,9 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = resume_config(args.resume, overrides)
     else:
         config = TrainConfig(**overrides)
-    trainer = Trainer(config, TrainLog(show_bar=not args.quiet), resume=args.resume, init_from=args.init_from)
-    if trainer.dist.is_main:
-        console.say(recipe_line(config))
+    trainer = Trainer(config, TrainLog(show_bar=not args.quiet, recipe=recipe_line(config)), resume=args.resume,
+                      init_from=args.init_from)
     with stop_in_order(trainer):
         done = trainer.run()
     if done.reason == "stopped" and trainer.dist.is_main:

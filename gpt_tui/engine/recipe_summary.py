@@ -26,6 +26,8 @@ def recipe_line(config: TrainConfig) -> str:
     return (
         f"Recipe gpt-tui: AdamW lr {config.lr:g}, weight decay {config.weight_decay:g} on 2-D weights only, "
         f"gradient clip {_g(config.grad_clip, 'off')}, warmup {config.warmup_steps} steps, {decay}; "
-        f"tokens split at {config.train_ratio:g}; evaluated every {config.eval_freq or 'auto'} steps over "
-        f"{config.eval_iter or 'all'} batches; seed {config.seed} (--recipe book: the chapter-5 notebook exactly)."
+        f"tokens split at {config.train_ratio:g}; evaluated "
+        f"{f'every {config.eval_freq} steps' if config.eval_freq else 'at an interval that follows its cost'} over "
+        f"{f'{config.eval_iter} batches' if config.eval_iter else 'the whole split (or a sample of a large one)'}; "
+        f"seed {config.seed} (--recipe book: the chapter-5 notebook exactly)."
     )
