@@ -39,6 +39,23 @@ async def start_training(pilot: Any, app: Any, init: Any) -> None:
     await wait_until(pilot, lambda: app.progress.step >= 2, what="a real run's first steps")
 
 
+async def max_new_tokens_in_settings(pilot: Any, app: Any) -> tuple[Any, Any]:
+    """Settings opened on its Sampling tab, with the Max new tokens field focused."""
+    from textual.widgets import Input, TabbedContent
+
+    from gpt_tui.tui.settings import SettingsScreen
+
+    app.action_settings()
+    await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen) and bool(app.screen.query("#input-max_new_tokens")),
+                     what="Settings")
+    screen = app.screen
+    screen.query_one(TabbedContent).active = "sampling"
+    box = screen.query_one("#input-max_new_tokens", Input)
+    box.focus()
+    await wait_until(pilot, lambda: app.focused is box, what="the field focused")
+    return screen, box
+
+
 @pytest.fixture
 def endless_small_run(fast_tui_settings, corpus_and_init):
     """Settings for a run of the one-layer model on a short corpus that trains for as long as the test needs."""
@@ -72,21 +89,10 @@ async def test_repl_keys_in_a_burst_arrive_in_order_while_training(endless_small
 @pytest.mark.anyio
 @pytest.mark.slow
 async def test_settings_keys_in_a_burst_arrive_in_order_while_training(endless_small_run):
-    from textual.widgets import Input, TabbedContent
-
-    from gpt_tui.tui.settings import SettingsScreen
-
     app = new_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await start_training(pilot, app, endless_small_run)
-        app.action_settings()
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen) and bool(app.screen.query("#input-max_new_tokens")),
-                         what="Settings")
-        screen = app.screen
-        screen.query_one(TabbedContent).active = "sampling"
-        box = screen.query_one("#input-max_new_tokens", Input)
-        box.focus()
-        await wait_until(pilot, lambda: app.focused is box, what="the field focused")
+        screen, box = await max_new_tokens_in_settings(pilot, app)
         wrong = []
         for i in range(BURSTS // 2):  # two bursts each
             box.value, box.cursor_position = "250", 0
@@ -107,21 +113,10 @@ async def test_settings_keys_in_a_burst_arrive_in_order_while_training(endless_s
 @pytest.mark.slow
 async def test_keys_typed_right_after_tab_go_to_the_next_field_while_training(endless_small_run):
     """Tab moves focus from the screen's bindings; keys behind it in the same burst belong to the field it lands on."""
-    from textual.widgets import Input, TabbedContent
-
-    from gpt_tui.tui.settings import SettingsScreen
-
     app = new_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await start_training(pilot, app, endless_small_run)
-        app.action_settings()
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen) and bool(app.screen.query("#input-max_new_tokens")),
-                         what="Settings")
-        screen = app.screen
-        screen.query_one(TabbedContent).active = "sampling"
-        box = screen.query_one("#input-max_new_tokens", Input)
-        box.focus()
-        await wait_until(pilot, lambda: app.focused is box, what="the field focused")
+        screen, box = await max_new_tokens_in_settings(pilot, app)
         chain = screen.focus_chain
         before = chain[chain.index(box) - 1]
         wrong = []
