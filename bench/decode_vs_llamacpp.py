@@ -2,6 +2,7 @@
 
     python bench/decode_vs_llamacpp.py                  # 400 tokens, two rounds, one thread and all threads
     python bench/decode_vs_llamacpp.py --modes one      # one thread only (CPU time; what a shared machine allows)
+    python bench/decode_vs_llamacpp.py --profile always # and where a gpt-tui token's time goes, every format
 
 The weights are a seeded random GPT-2 124M (q/k/v bias, tied head), saved
 as a gpt-tui checkpoint and written by ``gpt-tui export --to gguf`` in f32,
@@ -20,6 +21,9 @@ its best round.
   machine shows here, so the load average is printed).
 
 The first 40 greedy tokens of the two sides are compared for every format.
+Where gpt-tui misses in a format (or with ``--profile always``), a profile of
+its decoded token follows: time in weight matmuls and the GB/s they stream,
+against the GB/s llama.cpp's one-thread rate implies, and the time outside them.
 Needs llama-cpp-python (``pip install "gpt-tui[llamacpp]"``; it builds
 llama.cpp from source, see bench/README.md) and gguf (``gpt-tui[gguf]``).
 """
@@ -99,6 +103,64 @@ def worker_gpt_tui(checkpoint: str, prompt: list[int], tokens: int, mode: str, g
     emit_result({"seconds": clock() - start, "tokens": out, "threads": torch.get_num_threads()})
 
 
+# Ops that multiply by a weight matrix, as torch's profiler names them.
+WEIGHT_OPS = ("mkldnn::_linear_pointwise", "mkl::_mkl_linear", "quantized::linear_dynamic",
+              "aten::_weight_int8pack_mm", "aten::addmm", "aten::mm", "aten::mv", "aten::addmv")
+# Bytes a decoded token reads per weight of a linear layer: gpt-tui's and llama.cpp's format.
+BYTES_PER_WEIGHT = {"f32": (4.0, 4.0), "bf16": (2.0, 2.0), "q8_0": (1.0, 34 / 32)}  # q8_0: 32 int8 + one f16 scale
+
+
+def worker_profile(checkpoint: str, prompt: list[int], tokens: int, gguf_type: str) -> None:
+    """One thread: where a decoded token's CPU time goes, weight matmuls against the rest."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from gpt_tui.engine.generation import SamplingConfig, decoding_model, stream_generate
+    from gpt_tui.engine.precision import prepare_for_inference
+    from gpt_tui.engine.weights import load_model
+
+    torch.set_num_threads(1)
+    precision, quantize, _ = FORMATS[gguf_type]
+    model = load_model(checkpoint).model
+    fast = prepare_for_inference(model, precision, quantize)
+    sampling = SamplingConfig(max_new_tokens=tokens + 1, temperature=0.0)
+    ids = torch.tensor([prompt])
+    list(stream_generate(fast, ids, sampling.with_(max_new_tokens=WARMUP_TOKENS)))
+    start = time.process_time()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        list(stream_generate(fast, ids, sampling))
+    total = time.process_time() - start
+    # The profiler clocks ops by the wall; their shares are scaled to the process's CPU time.
+    ops = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    share = total / sum(ops.values())
+    ops = {k: v * share for k, v in ops.items()}
+    matmul = sum(ops.get(k, 0) for k in WEIGHT_OPS)
+    decoded = decoding_model(fast, sampling)
+    weights = sum(m.in_features * m.out_features for m in decoded.modules() if hasattr(m, "out_features"))
+    top = sorted(((1e3 * v / tokens, k) for k, v in ops.items() if k not in WEIGHT_OPS), reverse=True)[:6]
+    emit_result({"ms_token": 1e3 * total / tokens, "matmul_ms": 1e3 * matmul / tokens, "weights": weights,
+                 "top": [[k, round(ms, 3)] for ms, k in top]})
+
+
+def print_profiles(script: Path, env: dict[str, str], shared: dict, prompt: str, formats: list[str],
+                   llama_rates: dict[str, float], tokens: int) -> None:
+    """Per token, for each format: time in weight matmuls and its GB/s, llama.cpp's implied GB/s, the rest."""
+    rows = []
+    for gguf_type in formats:
+        got = run_worker(script, ["profile", shared["checkpoint"], prompt, str(tokens), gguf_type], env)
+        ours, theirs = BYTES_PER_WEIGHT[gguf_type]
+        gbs = got["weights"] * ours / (got["matmul_ms"] / 1e3) / 1e9
+        rate = llama_rates.get(gguf_type)
+        implied = f"{got['weights'] * theirs * rate / 1e9:.1f}" if rate else "-"
+        rest = ", ".join(f"{k.split('::')[-1]} {ms:.2f}" for k, ms in got["top"])
+        rows.append([FORMATS[gguf_type][2], f"{got['ms_token']:.2f}", f"{got['matmul_ms']:.2f}", f"{gbs:.1f}",
+                     implied, f"{got['ms_token'] - got['matmul_ms']:.2f}", rest])
+    print()
+    print("Profile of a decoded token, one thread (torch.profiler's op shares of the process CPU time, prefill included):")
+    print(table(["gpt-tui side", "ms/token", "weight matmuls ms", "their GB/s", "llama.cpp implied GB/s (all in matmuls)",
+                 "outside matmuls ms", "largest outside (ms/token)"], rows))
+
+
 def worker_export(workdir: str) -> None:
     """The shared weights: a gpt-tui checkpoint and its three GGUF files."""
     import torch
@@ -122,6 +184,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds; in each, every side runs once per format, in turn")
     parser.add_argument("--modes", default="one,all", help="one (one thread, CPU time), all (all threads, wall clock)")
     parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
+                        help="profile gpt-tui's decoded token per format: where one misses (auto), always, or never")
     parser.add_argument("--worker", nargs="*")
     args = parser.parse_args()
     if args.worker is not None:
@@ -132,6 +196,8 @@ def main() -> None:
             prompt = [int(x) for x in rest[1].split(",")]
             if kind == "llama":
                 worker_llama(rest[0], prompt, int(rest[2]), rest[3])
+            elif kind == "profile":
+                worker_profile(rest[0], prompt, int(rest[2]), rest[3])
             else:
                 worker_gpt_tui(rest[0], prompt, int(rest[2]), rest[3], rest[4])
         return
@@ -202,6 +268,12 @@ def main() -> None:
         print("wall time and are only as good as the machine was idle.")
         for line in verdicts:
             print(line)
+        one_thread = {t: args.tokens / best[("one", t, "llama.cpp")]["seconds"] for t in formats if "one" in modes}
+        missed = [t for t in formats if any(
+            best[(m, t, "gpt-tui")]["seconds"] > best[(m, t, "llama.cpp")]["seconds"] for m in modes)]
+        profiled = formats if args.profile == "always" else missed if args.profile == "auto" else []
+        if profiled:
+            print_profiles(script, env, shared, prompt, profiled, one_thread, min(args.tokens, 100))
         print(f"load average at end: {load_average()}")
 
 

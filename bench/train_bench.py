@@ -3,6 +3,7 @@
     python bench/train_bench.py            # gpt2-small shape (context 256) at batch 2, 8 and 16, and the tiny preset
     python bench/train_bench.py --steps 8  # fewer steps when time is short
     python bench/train_bench.py --cpu-time --setups gpt2-small,gpt2-small-b8  # one thread, by CPU time
+    python bench/train_bench.py --cpu-time --setups gpt2-small-b16            # batch 16 alone (~15 GB)
 
 Each measurement runs in its own process. Both sides start from the same
 initial weights (the reference model's, copied into gpt-tui's layout) and see
@@ -14,9 +15,21 @@ printed beside the row), and with fp32 and bf16 forced for the gpt2-small
 shapes. Gradient clipping is off on both sides, as in the book. Rates
 use each side's best step (on a shared machine other load only slows steps
 down); medians are printed beside them.
+
+The sides take turns: every round runs each of them once (and the matmul
+peaks), so a change in the machine's load during the bench falls on all of
+them alike. A setup is skipped, saying so, when the memory it needs is not
+available.
+
 MFU uses 6N + 12·L·d·T FLOPs per token (N: parameters of all matmuls,
 the head included), against the fp32 and bf16 matmul peaks measured in
-the same run.
+the same run. The second table says where each side's step goes: the last
+step of every measurement runs under torch's profiler (and is left out of
+the timing), which splits it into time in matmuls and time outside them.
+From those, "ceiling" is the ratio gpt-tui would reach against the
+reference if it spent nothing outside its matmuls: the bound that the
+bf16:fp32 matmul peak ratio of the machine and the reference's own
+overhead set.
 """
 
 from __future__ import annotations
@@ -43,6 +56,46 @@ SETUPS = {
 SEED = 123
 WARMUP_STEPS = 2
 BIG_BATCH = 8  # from this batch on a step is long: --big-steps apply
+REFERENCE = "chapter-5 reference (fp32)"
+AUTO = "gpt-tui (defaults: auto precision)"
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
+
+
+def memory_needed_gb(batch: int) -> float:
+    """About what the larger side (the reference's fp32 logits and attention maps) holds at gpt2-small, context 256."""
+    return 2.0 + 0.85 * batch
+
+
+def memory_available_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class StepProfile:
+    """torch's profiler around one step: the share of its op time spent in matmuls."""
+
+    def __init__(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._prof = profile(activities=[ProfilerActivity.CPU])
+        self.active = False
+
+    def start(self) -> None:
+        self._prof.start()
+        self.active = True
+
+    def matmul_share(self) -> float:
+        self._prof.stop()
+        self.active = False
+        totals = self._prof.key_averages()
+        everything = sum(e.self_cpu_time_total for e in totals)
+        in_matmuls = sum(e.self_cpu_time_total for e in totals if e.key in MATMUL_OPS)
+        return in_matmuls / everything if everything else float("nan")
 
 
 def flops_per_token(emb_dim: int, n_layers: int, context_length: int, vocab: int = 50257) -> float:
@@ -89,12 +142,16 @@ def worker_reference(setup: str, steps: int, cpu_time: bool) -> None:
     optimizer = make_optimizer(model)
     batches = _batches(SETUPS[setup][1]["context_length"], SETUPS[setup][2])
     times, losses = [], []
-    for _ in range(steps):
+    profiler = StepProfile()
+    for step in range(steps):
         inputs, targets = next(batches)
+        if step == steps - 1:
+            profiler.start()
         start = clock()
         losses.append(train_step(model, optimizer, inputs, targets))
         times.append(clock() - start)
-    emit_result({"times": times, "losses": losses, "threads": torch.get_num_threads()})
+    share = profiler.matmul_share()
+    emit_result({"times": times[:-1], "losses": losses, "threads": torch.get_num_threads(), "matmul_share": share})
 
 
 def worker_gpt_tui(setup: str, steps: int, precision: str, workdir: str, cpu_time: bool) -> None:
@@ -117,24 +174,33 @@ def worker_gpt_tui(setup: str, steps: int, precision: str, workdir: str, cpu_tim
     seen: list = []
     stamps: list[float] = []
 
+    profiler = StepProfile()
+    shares: list[float] = []
+
     def on_event(event: object) -> None:
         if isinstance(event, ev.StepEvent):
             stamps.append(clock())
+            if profiler.active:
+                shares.append(profiler.matmul_share())
+            elif len(stamps) == steps - 1:  # the last step runs profiled (and is not timed)
+                profiler.start()
         seen.append(event)
 
     train_config = TrainConfig(
         data=None, model=preset, context_length=ref_cfg["context_length"], batch_size=batch, max_steps=steps,
         lr=4e-4, weight_decay=0.1, grad_clip=None, eval_freq=10**9, eval_iter=1, sample_tokens=0, seed=SEED,
-        device="cpu", precision=precision, drop_rate=ref_cfg["drop_rate"], run_dir=str(Path(workdir) / f"run-{setup}-{precision}"),
+        device="cpu", precision=precision, drop_rate=ref_cfg["drop_rate"],
+        run_dir=tempfile.mkdtemp(prefix=f"run-{setup}-{precision}-", dir=workdir),  # a fresh one every round
     )
     Trainer(train_config, on_event, init_from=str(init)).run()
     step_events = [e for e in seen if isinstance(e, ev.StepEvent)]
     times = [b - a for a, b in zip(stamps, stamps[1:])]  # from one step's end to the next: the whole loop
     emit_result({
-        "times": times,
+        "times": times[:-1],
         "losses": [e.loss for e in step_events],
         "precision": resolve_precision(torch.device("cpu"), precision),
         "threads": torch.get_num_threads(),
+        "matmul_share": shares[-1] if shares else float("nan"),
     })
 
 
@@ -162,9 +228,12 @@ def worker_peaks(cpu_time: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=14, help="steps per measurement, of which the first 2 are warm-up")
-    parser.add_argument("--big-steps", type=int, default=6, help=f"steps per measurement at batch {BIG_BATCH} and above")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="steps per side and round: the first 2 are warm-up, the last runs profiled (at least 5)")
+    parser.add_argument("--big-steps", type=int, default=5, help=f"steps per measurement at batch {BIG_BATCH} and above")
     parser.add_argument("--setups", default="gpt2-small,gpt2-small-b8,gpt2-small-b16,tiny")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds in which every side runs once, interleaved")
+    parser.add_argument("--forced", default="fp32,bf16", help="precisions gpt-tui also runs forced at gpt2-small ('' for none)")
     parser.add_argument(
         "--cpu-time", action="store_true",
         help="time every side on one thread by its own CPU time: a check that other load on the machine hardly moves",
@@ -181,6 +250,8 @@ def main() -> None:
             worker_peaks(cpu_time)
         return
 
+    if min(args.steps, args.big_steps) < 5 or args.rounds < 1:
+        parser.error("--steps and --big-steps need at least 5 (2 warm-up, 1 profiled), --rounds at least 1")
     script = Path(__file__).resolve()
     with tempfile.TemporaryDirectory(prefix="gpt-tui-bench-") as workdir:
         env = {f"GPT_TUI_{d}_DIR": str(Path(workdir) / d.lower()) for d in ("CACHE", "DATA", "CONFIG")}
@@ -196,26 +267,40 @@ def main() -> None:
 
         if args.cpu_time:
             print("clock: each side's own CPU time on one thread (--cpu-time)")
-        peaks = work(["peaks"])
-        print(f"matmul peaks measured now (2048², best of 5): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
-              f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
-        rows, verdicts = [], []
+        print(f"sides interleaved: {args.rounds} round(s), each side once per round, matmul peaks measured every round")
+        all_peaks: list[dict] = []
+        rows, why_rows, verdicts = [], [], []
         for setup in args.setups.split(","):
             preset, ref_cfg, batch = SETUPS[setup]
+            available = memory_available_gb()
+            if preset == "gpt2-small" and available is not None and available < memory_needed_gb(batch):
+                print(f"{setup}: skipped, it needs about {memory_needed_gb(batch):.0f} GB and {available:.1f} GB is "
+                      f"available now; run it alone later (--setups {setup})")
+                continue
             steps = args.big_steps if batch >= BIG_BATCH else args.steps
             tokens_per_step = batch * ref_cfg["context_length"]
             fpt = flops_per_token(ref_cfg["emb_dim"], ref_cfg["n_layers"], ref_cfg["context_length"])
-            results = {
-                "chapter-5 reference (fp32)": work(["reference", setup, str(steps)]),
-                "gpt-tui (defaults: auto precision)": work(["gpt-tui", setup, str(steps), "auto", workdir]),
+            jobs = {
+                REFERENCE: ["reference", setup, str(steps)],
+                AUTO: ["gpt-tui", setup, str(steps), "auto", workdir],
             }
             if preset == "gpt2-small":
-                for forced in ("fp32", "bf16"):
-                    results[f"gpt-tui --precision {forced}"] = work(["gpt-tui", setup, str(steps), forced, workdir])
-            ref_losses = results["chapter-5 reference (fp32)"]["losses"]
+                for forced in filter(None, args.forced.split(",")):
+                    jobs[f"gpt-tui --precision {forced}"] = ["gpt-tui", setup, str(steps), forced, workdir]
+            results: dict[str, dict] = {}
+            for _ in range(args.rounds):
+                all_peaks.append(work(["peaks"]))
+                for name, job in jobs.items():
+                    auto = results.get(AUTO, {}).get("precision")
+                    if name == f"gpt-tui --precision {auto}":
+                        continue  # what auto already ran
+                    merge_round(results.setdefault(name, {}), work(job))
+            peaks = {kind: max(p[kind] for p in all_peaks) for kind in ("fp32", "bf16")}
+            ref_losses = results[REFERENCE]["losses"]
             ref_rate = ref_median_rate = None
+            ref_best = min(results[REFERENCE]["times"])
             for name, result in results.items():
-                timed = result["times"][WARMUP_STEPS:]
+                timed = result["times"]
                 rate = tokens_per_step / min(timed)  # the best step: what the code does when nothing else interferes
                 median_rate = tokens_per_step / median(timed)
                 ref_rate = ref_rate or rate
@@ -229,11 +314,19 @@ def main() -> None:
                     f"{median_rate / ref_median_rate:.2f}x", f"{100 * achieved / peaks['fp32']:.0f}%",
                     f"{100 * achieved / peaks['bf16']:.0f}%", f"{result['losses'][-1]:.3f}", f"{delta:.3f}",
                 ])
+                why_rows.append(why_row(setup, batch, label, result, min(timed), None if name == REFERENCE else ref_best,
+                                        tokens_per_step * fpt, peaks))
                 if preset == "gpt2-small" and name.startswith("gpt-tui (defaults"):
                     verdicts.append(f"{setup} [auto: {result['precision']}] target >= 4.0x the reference: "
                                     f"{rate / ref_rate:.2f}x on best steps, "
                                     f"{median_rate / ref_median_rate:.2f}x on medians -> "
-                                    f"{'MET' if rate / ref_rate >= 4.0 else 'MISSED'}")
+                                    f"{'MET' if rate / ref_rate >= 4.0 else 'MISSED'} (ceiling with nothing outside "
+                                    f"matmuls {why_rows[-1][-1]}; bf16:fp32 matmul peak {peaks['bf16'] / peaks['fp32']:.2f}x)")
+        if not rows:
+            return
+        peaks = {kind: max(p[kind] for p in all_peaks) for kind in ("fp32", "bf16")}
+        print(f"matmul peaks (2048², best over {len(all_peaks)} rounds): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+              f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s, bf16:fp32 {peaks['bf16'] / peaks['fp32']:.2f}x")
         print()
         print(table(
             ["setup", "implementation", "steps timed", "s/step best / median", "tokens/s", "vs ref", "vs ref (medians)",
@@ -245,10 +338,42 @@ def main() -> None:
         print("steps down); the medians are shown too. gpt-tui's steps include its whole loop (data, schedule, events).")
         print("Δloss compares per-step training losses on the same batches from the same initial weights;")
         print("with dropout (gpt2-small) the two sides draw different masks, so a few hundredths are noise.")
+        print()
+        print("Where a step goes (the profiled last step of each measurement, scaled to the best step):")
+        print(table(
+            ["setup", "implementation", "in matmuls", "matmul s/step", "outside matmuls s/step",
+             "matmuls at % of their peak", "ceiling vs ref"],
+            why_rows,
+        ))
+        print("'matmuls at % of their peak': the step's FLOPs over its time in matmuls, against the 2048² peak of the")
+        print("format it computes in. 'ceiling vs ref': the reference's best step over this side's matmul time alone,")
+        print("the ratio it would reach with nothing outside its matmuls. A forced precision that auto already picked")
+        print("is not run twice.")
         for line in verdicts:
             print(line)
         print(f"load average at end: {load_average()}")
 
+
+def merge_round(into: dict, result: dict) -> None:
+    """One round's measurement added to a side's: its timed steps pooled, the first round's losses kept."""
+    timed = result["times"][WARMUP_STEPS:]
+    if "times" not in into:
+        into.update(result, times=list(timed), matmul_shares=[result["matmul_share"]])
+        return
+    into["times"].extend(timed)
+    into["matmul_shares"].append(result["matmul_share"])
+
+
+def why_row(setup: str, batch: int, label: str, result: dict, best: float, ref_best: float | None, flops: float,
+            peaks: dict) -> list:
+    share = median(result["matmul_shares"])
+    in_matmuls = share * best
+    kind = "bf16" if result.get("precision", "fp32") == "bf16" else "fp32"
+    at_peak = flops / in_matmuls / peaks[kind] if in_matmuls else float("nan")
+    return [
+        f"{setup} b{batch}", label, f"{100 * share:.0f}%", f"{in_matmuls:.3f}", f"{best - in_matmuls:.3f}",
+        f"{100 * at_peak:.0f}% of {kind}", f"{ref_best / in_matmuls:.2f}x" if in_matmuls and ref_best else "-",
+    ]
 
 if __name__ == "__main__":
     main()

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 
+PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """Remember whether the test itself passed, for the clean-up below."""
+    report = yield
+    if report.when == "call":
+        item.stash[PASSED] = report.passed
+    return report
+
+
+def _empty(folder: Path) -> None:
+    """Delete what a test wrote but keep the folder, so a later test never gets the same path again."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 @pytest.fixture(autouse=True)
-def isolated_user_dirs(tmp_path_factory, monkeypatch):
+def isolated_user_dirs(request: pytest.FixtureRequest, tmp_path_factory, monkeypatch):
+    """Own user directories per test; what a passed test wrote (runs, checkpoints) is deleted, or the suite needs gigabytes."""
     root = tmp_path_factory.mktemp("user")
     for name in ("DATA", "CACHE", "CONFIG"):
         monkeypatch.setenv(f"GPT_TUI_{name}_DIR", str(root / name.lower()))
@@ -14,7 +39,12 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(root / "xdg-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return root
+    test_folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield root
+    if request.node.stash.get(PASSED, False):
+        for folder in (root, test_folder):
+            if folder is not None and folder.is_dir():
+                _empty(folder)
 
 
 @pytest.fixture

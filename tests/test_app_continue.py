@@ -170,11 +170,12 @@ async def test_f3_load_then_f5_asks_and_each_answer_does_what_it_says(fast_tui_s
     from gpt_tui.engine.checkpoint import save_checkpoint
     from gpt_tui.engine.weights import load_model
 
-    source = _stopped_run(10)
-    checkpoint = source / "checkpoints" / "step-00000010.safetensors"
+    steps = 11  # an evaluation point (after updates 1, 6, 11 at eval_freq 5), so the run measured these very weights
+    source = _stopped_run(steps)
+    checkpoint = source / "checkpoints" / f"step-{steps:08d}.safetensors"
     lines = (source / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    val_at_10 = next(r["val_loss"] for r in map(json.loads, lines) if r.get("type") == "eval" and r["step"] == 10)
-    assert abs(_first_val_loss(source) - val_at_10) > 0.3  # ten steps moved the loss: weights can be told apart
+    val_at_end = next(r["val_loss"] for r in map(json.loads, lines) if r.get("type") == "eval" and r["step"] == steps)
+    assert abs(_first_val_loss(source) - val_at_end) > 0.3  # eleven steps moved the loss: weights can be told apart
     weights_only = paths.models_dir() / "plain.safetensors"
     save_checkpoint(weights_only, load_model(str(checkpoint), "cpu").model)  # the same weights, without a run
 
@@ -191,7 +192,7 @@ async def test_f3_load_then_f5_asks_and_each_answer_does_what_it_says(fast_tui_s
         await wait_until(pilot, lambda: is_question(app), what="the question again")
         await press_while_busy(pilot, "c")  # continue that run
         run_dir, _ = await train_then_stop_after_start(pilot, app)
-        assert run_dir == str(source) and app.progress.start_step == 10
+        assert run_dir == str(source) and app.progress.start_step == steps
 
         await _load_in_f3(pilot, app, checkpoint)
         await press_while_busy(pilot, "f5")
@@ -199,8 +200,8 @@ async def test_f3_load_then_f5_asks_and_each_answer_does_what_it_says(fast_tui_s
         await press_while_busy(pilot, "n")  # a new run from these weights
         tuned, _ = await train_then_stop_after_start(pilot, app)
         assert tuned != str(source) and app.progress.start_step == 0
-        # It starts from the checkpoint's weights: its first evaluation equals the source's at step 10.
-        assert abs(_first_val_loss(tuned) - val_at_10) < 1e-3
+        # It starts from the checkpoint's weights: its first evaluation equals the source's at its last step.
+        assert abs(_first_val_loss(tuned) - val_at_end) < 1e-3
 
         await _load_in_f3(pilot, app, weights_only)
         await press_while_busy(pilot, "f5")
@@ -209,7 +210,7 @@ async def test_f3_load_then_f5_asks_and_each_answer_does_what_it_says(fast_tui_s
         await press_while_busy(pilot, "y")
         plain, _ = await train_then_stop_after_start(pilot, app)
         assert plain not in (str(source), tuned) and app.progress.start_step == 0
-        assert abs(_first_val_loss(plain) - val_at_10) < 1e-3
+        assert abs(_first_val_loss(plain) - val_at_end) < 1e-3
     steps = step_records(source)
     assert steps == list(range(1, steps[-1] + 1))
 

@@ -67,7 +67,7 @@ async def test_attach_shows_a_finished_runs_chart_and_talks_to_its_checkpoint(fi
         attach_to(app, first)
         await wait_until(pilot, lambda: app.progress.state == "finished", what="the run's state")
         assert app.progress.step == app.progress.total_steps == 6
-        assert app.history.train.xs[-1] == 6 and app.history.val.xs == [0, 2, 4, 6]
+        assert app.history.train.xs[-1] == 6 and app.history.val.xs == [0, 1, 3, 5, 6]  # the book's schedule, and the end
         await wait_until(pilot, lambda: app.chart.redraws > drawn, what="a chart redraw")
         await wait_until(pilot, lambda: app.model_source.kind == "loaded", what="the REPL on the run's checkpoint")
         assert "step-00000006" in app.model_source.describe()
@@ -276,7 +276,7 @@ async def test_app_opened_on_a_stopped_run_shows_it_talks_to_it_and_start_contin
         await wait_until(pilot, lambda: app.model_source.kind == "loaded" and not app.model_source.loading,
                          what="the run's checkpoint to load")
         assert app.progress.step == 4 and app.progress.state == "stopped"
-        assert app.history.train.xs[-1] == 4 and app.history.val.xs == [0, 2, 4]
+        assert app.history.train.xs[-1] == 4 and app.history.val.xs == [0, 1, 3]  # stopped: no final evaluation
         assert "step-00000004" in app.model_source.describe()
         app.repl.input.value = "Every effort moves"
         await pilot.press("enter")

@@ -121,37 +121,38 @@ def test_a_run_resumed_from_before_its_best_keeps_the_lower_best_file(tmp_path):
 # ----- a real run -----
 def test_the_best_checkpoint_survives_pruning_of_ten_later_checkpoints(corpus_and_init, tmp_path, monkeypatch):
     corpus, init = corpus_and_init
-    script_val_losses(monkeypatch, {0: 5.0, 2: 2.0} | {s: 2.5 + 0.01 * s for s in range(4, 16, 2)} | {15: 2.01})
+    # evaluated before training, then after updates 1, 3, ..., 15 (the book's schedule with eval_freq 2)
+    script_val_losses(monkeypatch, {0: 5.0, 1: 2.0} | {s: 2.5 + 0.01 * s for s in range(3, 15, 2)} | {15: 2.01})
     run = tmp_path / "run"
-    kept = tmp_path / "step-2-copy.safetensors"
+    kept = tmp_path / "step-1-copy.safetensors"
 
-    def copy_step_two(event):
-        if isinstance(event, ev.CheckpointEvent) and event.step == 2:
+    def copy_step_one(event):
+        if isinstance(event, ev.CheckpointEvent) and event.step == 1:
             shutil.copy(event.path, kept)
             assert os.stat(best_checkpoint_path(run)).st_ino == os.stat(event.path).st_ino  # a link, not a second write
 
-    done = train(small_config(corpus, run, max_steps=15, eval_freq=2, checkpoint_every=1), copy_step_two, init_from=str(init))
-    assert done.step == 15 and kept.is_file()  # saved at every step; steps 3 to 12 pruned after the best at 2
+    done = train(small_config(corpus, run, max_steps=15, eval_freq=2, checkpoint_every=1), copy_step_one, init_from=str(init))
+    assert done.step == 15 and kept.is_file()  # saved at every step; steps 2 to 12 pruned after the best at 1
     assert [p.name for p in list_checkpoints(run)] == [f"step-{s:08d}.safetensors" for s in (13, 14, 15)]
     best = best_checkpoint_path(run)
     assert best.is_file() and same_weights(best, kept)
     state = load_checkpoint(best).train_state
-    assert (state["step"], state["best_step"], state["best_val_loss"]) == (2, 2, 2.0)
+    assert (state["step"], state["best_step"], state["best_val_loss"]) == (1, 1, 2.0)
     assert read_best(run) == read_run(run).best_checkpoint
-    assert read_best(run).step == 2 and read_best(run).val_loss == 2.0
+    assert read_best(run).step == 1 and read_best(run).val_loss == 2.0
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_a_best_between_saves_holds_the_weights_of_its_step(corpus_and_init, tmp_path, monkeypatch):
     """No step checkpoint at the best evaluation: its weights are written before the next step changes them."""
     corpus, init = corpus_and_init
-    script_val_losses(monkeypatch, {0: 5.0, 2: 4.0, 4: 3.0, 6: 3.5, 8: 3.2, 10: 3.9})
+    script_val_losses(monkeypatch, {0: 5.0, 1: 4.0, 3: 3.0, 5: 3.5, 7: 3.2, 10: 3.9})  # 10: the final evaluation
     run = tmp_path / "run"
     train(small_config(corpus, run, max_steps=10, eval_freq=2), init_from=str(init))
-    reference = tmp_path / "reference"  # the same run, ended at step 4: its final checkpoint is step 4's weights
-    train(small_config(corpus, reference, max_steps=4, eval_freq=2), init_from=str(init))
+    reference = tmp_path / "reference"  # the same run, ended at step 3: its final checkpoint is step 3's weights
+    train(small_config(corpus, reference, max_steps=3, eval_freq=2), init_from=str(init))
     assert [p.name for p in list_checkpoints(run)] == ["step-00000010.safetensors"]
-    assert read_best(run).step == 4 and same_weights(best_checkpoint_path(run), list_checkpoints(reference)[-1])
+    assert read_best(run).step == 3 and same_weights(best_checkpoint_path(run), list_checkpoints(reference)[-1])
     assert not same_weights(best_checkpoint_path(run), list_checkpoints(run)[-1])
 
 
@@ -160,7 +161,7 @@ def test_run_at_best_works_wherever_a_checkpoint_is_named(corpus_and_init, monke
     from gpt_tui.engine.weights import load_model
 
     corpus, init = corpus_and_init
-    script_val_losses(monkeypatch, {0: 5.0, 2: 4.0, 4: 3.0, 6: 3.5, 8: 3.2})
+    script_val_losses(monkeypatch, {0: 5.0, 1: 4.0, 3: 3.0, 5: 3.5, 7: 3.2})
     run = paths.runs_dir() / "alpha"
     train(small_config(corpus, run, max_steps=8, eval_freq=2), init_from=str(init))
     best = best_checkpoint_path(run)
@@ -177,9 +178,9 @@ def test_run_at_best_works_wherever_a_checkpoint_is_named(corpus_and_init, monke
     assert "val:" in capsys.readouterr().out
     assert main(["runs"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("alpha "))
-    assert "@4" in line.split()
+    assert "@3" in line.split()
 
-    # --resume takes it too (--init-from reads it as load_model does above): the resumed run goes on from step 4
+    # --resume takes it too (--init-from reads it as load_model does above): the resumed run goes on from step 3
     assert resume_config("alpha@best").max_steps == 8
     assert Trainer(resume_config(f"{run}@best", {"max_steps": 6}), resume=f"{run}@best").run().step == 6
 
@@ -193,7 +194,7 @@ def test_run_at_best_works_wherever_a_checkpoint_is_named(corpus_and_init, monke
 
 
 # ----- --early-stop -----
-EARLY = {0: 5.0, 2: 4.0, 4: 3.0, 6: 3.5, 8: 3.2, 10: 3.1, 12: 2.0, 14: 2.5}
+EARLY = {0: 5.0, 1: 4.0, 3: 3.0, 5: 3.5, 7: 3.2, 9: 3.1, 11: 2.0, 13: 2.5}  # eval_freq 2: after updates 1, 3, 5, ...
 
 
 def test_early_stop_stops_at_the_right_evaluation_and_says_why(corpus_and_init, tmp_path, monkeypatch, capsys):
@@ -205,13 +206,13 @@ def test_early_stop_stops_at_the_right_evaluation_and_says_why(corpus_and_init, 
     assert main(["train", "--data", str(corpus), "--init-from", str(init), "--context-length", "16", "--batch-size", "2",
                  "--max-steps", "20", "--eval-freq", "2", "--eval-iter", "1", "--sample-tokens", "0", "--device", "cpu",
                  "--precision", "fp32", "--run-dir", str(run), "--early-stop", "2", "--quiet"]) == 0
-    why = "early stop: no val improvement in 2 evaluations (best 3.000 at step 4)"
+    why = "early stop: no val improvement in 2 evaluations (best 3.000 at step 3)"
     out = capsys.readouterr().out
-    assert "Stopped at step 8 " in out and why in out
+    assert "Stopped at step 7 " in out and why in out
     status = read_status(run)
-    assert (status["state"], status["step"], status["reason"]) == ("stopped", 8, why)
+    assert (status["state"], status["step"], status["reason"]) == ("stopped", 7, why)
     assert load_checkpoint(list_checkpoints(run)[-1]).train_state["evals_since_best"] == 2
-    assert read_best(run).step == 4
+    assert read_best(run).step == 3
 
 
 def test_early_stop_counts_on_across_a_resume_and_the_resumed_run_is_exact(corpus_and_init, tmp_path, monkeypatch):
@@ -220,20 +221,20 @@ def test_early_stop_counts_on_across_a_resume_and_the_resumed_run_is_exact(corpu
     changes = dict(max_steps=14, eval_freq=2, early_stop=3, drop_rate=0.1)
     unbroken = tmp_path / "unbroken"
     done = train(small_config(corpus, unbroken, **changes), init_from=str(init))
-    assert done.step == 10 and done.stop_reason.startswith("early stop: no val improvement in 3 evaluations")
+    assert done.step == 9 and done.stop_reason.startswith("early stop: no val improvement in 3 evaluations")
 
     broken = tmp_path / "broken"
     holder: dict = {}
 
-    def stop_at_seven(event):  # one evaluation without improvement counted (step 6), two to go
-        if isinstance(event, ev.StepEvent) and event.step == 7:
+    def stop_at_six(event):  # one evaluation without improvement counted (step 5), two to go
+        if isinstance(event, ev.StepEvent) and event.step == 6:
             holder["trainer"].request_stop()
 
-    holder["trainer"] = Trainer(small_config(corpus, broken, **changes), stop_at_seven, init_from=str(init))
-    assert holder["trainer"].run().step == 7
+    holder["trainer"] = Trainer(small_config(corpus, broken, **changes), stop_at_six, init_from=str(init))
+    assert holder["trainer"].run().step == 6
     torch.manual_seed(999)  # a different process state must not matter
     resumed = Trainer(resume_config(str(broken)), resume=str(broken)).run()
-    assert (resumed.step, resumed.stop_reason) == (10, done.stop_reason)
+    assert (resumed.step, resumed.stop_reason) == (9, done.stop_reason)
     assert step_losses(broken) == step_losses(unbroken)
 
     # the early-stopped run, continued without --early-stop, is the run that never had it
@@ -241,7 +242,7 @@ def test_early_stop_counts_on_across_a_resume_and_the_resumed_run_is_exact(corpu
     train(small_config(corpus, full, **{**changes, "early_stop": None}), init_from=str(init))
     assert Trainer(resume_config(str(broken), {"early_stop": None}), resume=str(broken)).run().step == 14
     assert step_losses(broken) == step_losses(full) and len(step_losses(full)) == 14
-    assert read_best(broken).step == read_best(full).step == 12
+    assert read_best(broken).step == read_best(full).step == 11
     assert same_weights(best_checkpoint_path(broken), best_checkpoint_path(full))
 
 
@@ -252,7 +253,7 @@ async def test_the_runs_and_checkpoints_screens_show_the_best_and_load_it(corpus
     from gpt_tui.tui.settings import SettingsScreen
 
     corpus, init = corpus_and_init
-    script_val_losses(monkeypatch, {0: 5.0, 2: 4.0, 4: 3.0, 6: 3.5, 8: 3.2})
+    script_val_losses(monkeypatch, {0: 5.0, 1: 4.0, 3: 3.0, 5: 3.5, 7: 3.2})
     run = paths.runs_dir() / "alpha"
     train(small_config(corpus, run, max_steps=8, eval_freq=2), init_from=str(init))
     best = best_checkpoint_path(run)
@@ -260,14 +261,14 @@ async def test_the_runs_and_checkpoints_screens_show_the_best_and_load_it(corpus
     async with app.run_test(size=(130, 40)) as pilot:
         await pilot.press("f4")
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loads > 0, what="the runs list")
-        assert "@4" in screen_text(app)
+        assert "@3" in screen_text(app)
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, RunsScreen), what="the Runs screen to close")
         await pilot.press("f3")
         await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="checkpoints tab")
         panel = app.screen.checkpoints
         entry = next(e for e in panel.entries if e.path.name == BEST_NAME)
-        assert entry.step == 4 and "best, val 3.000" in entry.label
+        assert entry.step == 3 and "best, val 3.000" in entry.label
         assert "best, val 3.000" in screen_text(app)
         panel.reload(select=str(best))
         await pilot.click("#ckpt-load")

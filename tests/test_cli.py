@@ -32,6 +32,7 @@ def trained_run(corpus, tmp_path, capsys):
 def test_train_prints_the_chapter5_log_and_writes_the_run(trained_run):
     run_dir, out = trained_run
     assert "Ep 1 (Step 000000): Train loss" in out and "Ep 1 (Step 000003)" in out
+    assert out.index("Training loss: ") < out.index("Validation loss: ") < out.index("Ep 1 (Step 000000)")  # the untrained model's
     assert "training tokens:" in out and "validation tokens:" in out
     assert "Every effort moves you" in out  # the epoch's sample
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -79,7 +79,8 @@ def test_detached_run_outlives_its_launcher_and_finishes(corpus_and_init, tmp_pa
     best = min(e.val_loss for e in events if isinstance(e, EvalEvent))
     assert info.best_val_loss == best
     log = (run_dir / "train.log").read_text(encoding="utf-8")
-    assert f"(Step {STEPS:06d}): Train loss" in log and f"Finished at step {STEPS}" in log
+    # the evaluation after the last update, labelled as the book's global_step (updates less one)
+    assert f"(Step {STEPS - 1:06d}): Train loss" in log and f"Finished at step {STEPS}" in log
     assert load_checkpoint(latest_checkpoint(run_dir)).train_state["step"] == STEPS
 
     capsys.readouterr()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from gpt_tui.engine.generation import SamplingConfig, generate
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.precision import prepare_for_inference
-from gpt_tui.engine.quantize import Int8Linear, int8_copy, int8_kernel_available, is_quantized
+from gpt_tui.engine.quantize import REDUCE_RANGE, Int8Linear, int8_copy, int8_kernel_available, is_quantized
 from gpt_tui.engine.tokenizer import encode
 from gpt_tui.errors import UserError
 from textgen import sample_text
@@ -108,3 +108,23 @@ def test_int8_with_fp32_is_refused_in_one_line(trained):
         prepare_for_inference(model, "fp32", "int8")
     with pytest.raises(UserError, match="quantize"):
         prepare_for_inference(model, "auto", "int4")
+
+
+
+@pytest.mark.skipif(torch.backends.quantized.engine not in ("x86", "fbgemm"), reason="no fbgemm in this torch")
+def test_a_decoded_row_takes_the_dynamic_int8_kernel_within_its_rounding():
+    torch.manual_seed(8)
+    layer = torch.nn.Linear(96, 50)
+    q = Int8Linear(layer)
+    assert q.packed is not None
+    weight = q.qweight.float() * q.scales.float().unsqueeze(1)  # the weights both kernels multiply by
+    levels = 127.0 if REDUCE_RANGE else 255.0
+    for _ in range(5):
+        x = torch.randn(1, 1, 96) * 3
+        got = q(x)
+        assert got.dtype == torch.float32  # the row's product comes out fp32, for the fp32 residual stream
+        want = x @ weight.T + layer.bias.detach()
+        # The row is rounded to 8 bits over its range (zero included), off by at most half a step per input.
+        step = (max(float(x.max()), 0.0) - min(float(x.min()), 0.0)) / levels
+        bound = 0.5 * step * weight.abs().sum(dim=1) + 1e-4
+        assert bool(((got - want).abs()[0, 0] <= bound).all())

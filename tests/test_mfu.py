@@ -34,12 +34,12 @@ def test_parameter_count_follows_nanogpt(tied):
 
 
 def _speed_lines(stdout: str) -> dict[int, re.Match]:
-    """The speed line printed after each evaluation, by the evaluation's step."""
+    """The speed line printed after each evaluation, by the updates done (the log's Step is the book's, one less)."""
     found = {}
     pattern = re.compile(r"Step (\d+)\): Train loss.*\nSpeed: ([\d,]+) tok/s, MFU ([\d.]+)% of ([\d.]+ [GTMP]?FLOP/s) "
                          r"\(([^)]*)\), peak memory ([\d.]+ [KMG]iB)")
     for match in pattern.finditer(stdout):
-        found[int(match[1])] = match
+        found[int(match[1]) + 1] = match
     return found
 
 

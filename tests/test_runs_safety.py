@@ -330,3 +330,25 @@ def test_generate_and_eval_accept_a_run_name(corpus_and_init, capsys):
         outputs[source] = (generated, capsys.readouterr().out)
     assert outputs[run.name] == outputs[str(run)]
     assert "val:" in outputs[run.name][1]
+
+
+def test_a_reader_probing_the_lock_at_the_same_moment_does_not_make_a_dead_run_live(tmp_path):
+    """`gpt-tui runs` in one terminal and the app's runs screen in another probe the same lock; neither trains."""
+    import fcntl
+
+    from gpt_tui.engine import runlock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runlock.acquire(run_dir).release()  # a trainer ran here and ended: the lock file stays, unheld
+    write_status(run_dir, "running", pid=os.getpid(), step=3)  # its status never got to say so
+    other_reader = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(other_reader, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another reader, caught in the middle of its probe
+        assert runlock.holder(run_dir) is None
+        assert read_run(run_dir).status == "stale"
+    finally:
+        os.close(other_reader)
+    with runlock.acquire(run_dir):  # a trainer that really holds it is still seen, by a probe or by another trainer
+        assert runlock.holder(run_dir) == os.getpid()
+        assert not run_is_live(tmp_path) and run_is_live(run_dir)

@@ -58,7 +58,7 @@ def test_events_and_metrics_file(corpus, tmp_path):
     assert done.step == start.total_steps == 2 * (start.train_batches)
     evals = [e for e in seen if isinstance(e, ev.EvalEvent)]
     assert evals[0].step == 0 and 10.0 < evals[0].val_loss < 11.5  # loss before training: ~ln(50257)
-    assert [e.step for e in evals[1:]][: 2] == [4, 8]
+    assert [e.step for e in evals[1:]][: 2] == [1, 5]  # the book's schedule: after updates 1, 1 + eval_freq, ...
     samples = [e for e in seen if isinstance(e, ev.SampleEvent)]
     assert len(samples) == 2 and all(s.text.startswith("Every effort moves you") for s in samples)
     assert steps[-1].tokens_seen == done.step * 4 * 32

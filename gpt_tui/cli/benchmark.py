@@ -36,6 +36,7 @@ def _out_path(value: str | None) -> Path | None:
 def cmd_hellaswag(args: argparse.Namespace) -> int:
     from gpt_tui.engine.device import resolve_device
     from gpt_tui.engine.hellaswag import ItemScore, Score, evaluate, read_items
+    from gpt_tui.engine.precision import autocast_for, precision_line
     from gpt_tui.engine.weight_sources import weights_source
 
     if args.hellaswag is None:
@@ -44,6 +45,9 @@ def cmd_hellaswag(args: argparse.Namespace) -> int:
     items = read_items(expand_user(args.hellaswag))
     device = resolve_device(args.device)
     model = load_for_inference(weights_source(args.checkpoint), args.device)
+    precision = args.precision  # eval's --precision; auto: the calibration's evaluation choice
+    autocast = autocast_for(device, precision, "evaluation")
+    console.say(precision_line(device, precision, ("evaluation",)), err=True)
     show = sys.stderr is not None and sys.stderr.isatty()
     last = 0.0
 
@@ -54,7 +58,7 @@ def cmd_hellaswag(args: argparse.Namespace) -> int:
             last = now
             console.write(sys.stderr, f"\rHellaSwag {score.count:,}/{len(items):,}  acc_norm {score.acc_norm:.4f}\033[K")
 
-    score, results = evaluate(model, items, device, progress)
+    score, results = evaluate(model, items, device, progress, autocast)
     if show:
         console.write(sys.stderr, "\r\033[K")
     if out is not None:

@@ -22,9 +22,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--train-ratio", type=float)
     ev.add_argument("--num-batches", type=int, help="score the first N batches of each split (default: the whole split)")
     ev.add_argument("--device", default="auto")
+    _precision_flag(ev)
     ev.add_argument("--hellaswag", metavar="FILE.jsonl", help="score HellaSwag (its published JSONL) instead of the splits")
     ev.add_argument("--hellaswag-out", metavar="FILE.jsonl", help="with --hellaswag: write each item's losses and answers")
     ev.set_defaults(func=cmd_eval)
+
+
+def _precision_flag(parser: argparse.ArgumentParser) -> None:
+    """Training's ``--precision`` (one declaration, in TrainConfig); ``auto`` follows the calibration's evaluation choice."""
+    from gpt_tui.engine.options import default_of, options_of
+    from gpt_tui.engine.train_options import TrainConfig
+
+    opt = next(o for o in options_of(TrainConfig) if o.name == "precision")
+    default = default_of(TrainConfig, "precision")
+    parser.add_argument(opt.cli_flag, dest=opt.name, type=opt.kind, choices=opt.choices, default=default,
+                        help=f"{opt.help}; auto: what the calibration measured faster for evaluation, as in training "
+                        f"(gpt-tui doctor shows it; default: {default})")
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -52,7 +65,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from gpt_tui.engine.eval_coverage import coverage_text
     from gpt_tui.engine.evaluation import windows_loss
     from gpt_tui.engine.loss import perplexity
-    from gpt_tui.engine.precision import autocast_for
+    from gpt_tui.cli import console
+    from gpt_tui.engine.precision import autocast_for, precision_line
     from gpt_tui.engine.weight_sources import weights_source
 
     device = resolve_device(args.device)
@@ -79,7 +93,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         skip_bad_files=bool(stored.get("skip_bad_files")), progress=TokenizeLine(),
     )
     splits = split_loaders(split, context_length=context, stride=context, batch_size=args.batch_size, train_ratio=ratio, seed=0)
-    autocast = autocast_for(device, "fp32")
+    autocast = autocast_for(device, args.precision, "evaluation")
+    console.say(precision_line(device, args.precision, ("evaluation",)), err=True)
     progress = EvalProgress()  # on a terminal only, like train's bar
     for label, loader in (("train:", splits.train), ("val:", splits.val)):
         # the first N batches of the split's fixed order, or every window of it, the last partial batch included

@@ -19,6 +19,7 @@ from gpt_tui.cli.train_flags import add_train_flags, train_overrides
 from gpt_tui.engine import events as ev
 from gpt_tui.engine.eta import StepPace
 from gpt_tui.engine.eval_coverage import loss_with_coverage
+from gpt_tui.engine.eval_schedule import book_step
 from gpt_tui.engine.mfu import mfu_text, speed_line
 from gpt_tui.engine.recipe_summary import recipe_line
 from gpt_tui.errors import UserError
@@ -107,7 +108,11 @@ class TrainLog:
         elif isinstance(event, ev.EvalEvent):
             train = loss_with_coverage(event.train_loss, event.train_tokens, event.train_split_tokens)
             val = loss_with_coverage(event.val_loss, event.val_tokens, event.val_split_tokens)
-            self._print(f"Ep {event.epoch} (Step {event.step:06d}): Train loss {train}, Val loss {val}")
+            if event.step == 0:  # the untrained model, before any update: the notebook's two lines
+                self._print(f"Training loss: {train}")
+                self._print(f"Validation loss: {val}")
+            else:  # the book's global_step, one less than the updates done (gpt_tui.engine.eval_schedule)
+                self._print(f"Ep {event.epoch} (Step {book_step(event.step):06d}): Train loss {train}, Val loss {val}")
             if self._last_step is not None and self._last_step.step == event.step:
                 self._print(speed_line(self._last_step, self._start))
         elif isinstance(event, ev.SampleEvent):

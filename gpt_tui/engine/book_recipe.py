@@ -7,7 +7,8 @@ DataLoaders (book_data); every forward pass is the book's plain one
 decays every parameter, with no clipping, warmup or decay of the rate. The
 log is the book's: the two initial losses, measured as the notebook does
 before training (a fresh ``manual_seed(seed)``, the whole of both loaders),
-then "Ep N (Step s)" after update s + 1 whenever ``s % eval_freq == 0``, each
+then "Ep N (Step s)" after update s + 1 whenever ``s % eval_freq == 0``
+(gpt_tui.engine.eval_schedule; the events count the s + 1 updates), each
 estimate over the first ``eval_iter`` batches of a freshly shuffled pass over
 the training loader, and a 50-token greedy sample after each epoch.
 
@@ -32,6 +33,7 @@ from gpt_tui.engine.book_data import BookData, book_data
 from gpt_tui.engine.book_init import book_init_
 from gpt_tui.engine.book_model import book_generate, book_loss
 from gpt_tui.engine.device import resolve_device
+from gpt_tui.engine.eval_schedule import evaluates_after
 from gpt_tui.engine.events import DoneEvent, EvalEvent, SampleEvent, StartEvent, StepEvent
 from gpt_tui.engine.model import GPTModel
 from gpt_tui.engine.tokenizer import text_to_token_ids, token_ids_to_text
@@ -150,9 +152,8 @@ def run_book(trainer: Trainer) -> DoneEvent:
             ))
             if not math.isfinite(loss_value):
                 raise UserError(f"The loss became {loss_value} at step {progress.step}; lower --lr.")
-            label = progress.step - 1  # the book's global_step: it starts at -1 and counts after the update
-            if label % eval_freq == 0:
-                _evaluate(trainer, model, data, device, eval_iter, label)
+            if evaluates_after(progress.step, eval_freq):  # the book's global_step (updates - 1) % eval_freq == 0
+                _evaluate(trainer, model, data, device, eval_iter)
             if trainer._checkpoints.due(progress.step) or trainer._control.checkpoint_due():
                 trainer._control.checkpoint_taken()
                 trainer.save()
@@ -173,7 +174,7 @@ def _grad_norm(model: GPTModel) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
-def _evaluate(trainer: Trainer, model: GPTModel, data: BookData, device: torch.device, eval_iter: int, label: int) -> None:
+def _evaluate(trainer: Trainer, model: GPTModel, data: BookData, device: torch.device, eval_iter: int) -> None:
     """The book's ``evaluate_model``: a new pass over each loader (the training one reshuffled), then train mode."""
     model.eval()
     with torch.no_grad():
@@ -182,7 +183,7 @@ def _evaluate(trainer: Trainer, model: GPTModel, data: BookData, device: torch.d
     model.train()
     progress = trainer.progress
     trainer._best.evaluated(progress, val, trainer.request_stop)
-    trainer._emit(EvalEvent(step=label, epoch=progress.epoch + 1, tokens_seen=progress.tokens_seen, train_loss=train, val_loss=val))
+    trainer._emit(EvalEvent(step=progress.step, epoch=progress.epoch + 1, tokens_seen=progress.tokens_seen, train_loss=train, val_loss=val))
 
 
 def _sample(trainer: Trainer, model: GPTModel, device: torch.device) -> None:

@@ -65,9 +65,14 @@ def stream_generate(model: nn.Module, prompt_ids: torch.Tensor, sampling: Sampli
 
 
 def decoding_model(model: nn.Module, sampling: SamplingConfig) -> nn.Module:
-    """``model``, or its int8 copy (made once per weights) when ``sampling.quantize`` asks for it."""
+    """``model``, or its int8 copy (made once per weights) when ``sampling.quantize`` asks for it.
+
+    An fp32 CPU model decodes through a copy with packed weights that shares its tensors.
+    """
     if sampling.quantize == "none":
-        return model
+        from gpt_tui.engine.packed_linear import fp32_decoding_model
+
+        return fp32_decoding_model(model)
     from gpt_tui.engine.precision import prepare_for_inference
 
     return prepare_for_inference(model, "auto", sampling.quantize)

@@ -7,7 +7,8 @@ tokens are scored: their summed cross-entropy picks the answer for ``acc``, and
 their mean per token (which does not favour short endings) for ``acc_norm``.
 The four candidates of an item go through the model as one padded batch;
 right padding leaves every real position's logits as they would be alone,
-since attention only looks back.
+since attention only looks back. The forward passes run in the evaluation's
+precision, as ``gpt-tui eval``'s loss path does (``autocast``); losses are summed in fp32.
 
 The input is HellaSwag's published JSONL (one item per line, fields ``ctx``,
 ``endings`` and ``label``, with ``ctx_a``/``ctx_b`` standing in when ``ctx`` is
@@ -17,6 +18,7 @@ with one message naming the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -194,9 +196,13 @@ def score_item(model: "GPTModel", item: Item, device: "torch.device") -> ItemSco
 
 
 def score_items(
-    model: "GPTModel", items: Iterable[Item], device: "torch.device"
+    model: "GPTModel", items: Iterable[Item], device: "torch.device", autocast: contextlib.AbstractContextManager[Any] | None = None
 ) -> Iterator[ItemScore]:
-    """Score items one at a time, in eval mode and without gradients, so a caller can show progress."""
+    """Score items one at a time, in eval mode and without gradients, so a caller can show progress.
+
+    ``autocast`` is the evaluation's precision (gpt_tui.engine.precision.autocast_for), entered per item
+    as the loss path enters it per batch; None: fp32.
+    """
     import torch
 
     was_training = model.training
@@ -204,7 +210,9 @@ def score_items(
     try:
         with torch.no_grad():
             for item in items:
-                yield score_item(model, item, device)
+                with autocast if autocast is not None else contextlib.nullcontext():
+                    scored = score_item(model, item, device)
+                yield scored  # outside the context: the caller's code runs in its own precision
     finally:
         model.train(was_training)
 
@@ -214,11 +222,12 @@ def evaluate(
     items: list[Item],
     device: "torch.device",
     on_item: Callable[[ItemScore, Score], None] | None = None,
+    autocast: contextlib.AbstractContextManager[Any] | None = None,
 ) -> tuple[Score, list[ItemScore]]:
     """The totals and each item's result; ``on_item`` hears of every item with the running totals."""
     results: list[ItemScore] = []
     correct = correct_norm = 0
-    for result in score_items(model, items, device):
+    for result in score_items(model, items, device, autocast):
         results.append(result)
         correct += result.pred == result.label
         correct_norm += result.pred_norm == result.label

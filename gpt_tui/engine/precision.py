@@ -99,10 +99,11 @@ def prepare_for_inference(model: nn.Module, precision: str = "auto", quantize: s
 
 def decoding_line(model: nn.Module, precision: str) -> str:
     """What a generate call decodes with, and why: for ``generate --stats``."""
-    from gpt_tui.engine.quantize import is_quantized
+    from gpt_tui.engine.quantize import decodes_in_integers, is_quantized
 
     if is_quantized(model):
-        return "Precision: prefill and decoding int8 weights, bf16 activations (--quantize int8)"
+        rows = "decoded rows rounded to 8 bits (integer kernel)" if decodes_in_integers(model) else "bf16 decoded rows"
+        return f"Precision: int8 weights (--quantize int8); prefill in bf16, {rows}"
     device = model_device(model)
     chosen, why = explain_precision(device, precision, "decoding")
     return f"Precision: prefill and decoding {chosen} ({why}; one weight copy serves both)"

@@ -6,10 +6,11 @@ kernel releases a flock when the last descriptor of its open file closes,
 which includes the process dying from SIGKILL or a power cut, so a crashed
 run never leaves a lock behind and needs no clean-up.
 
-Readers (``gpt-tui runs``, ``attach``, ``stop``) ask "is anyone holding it?"
-by trying a non-blocking lock for an instant. A trainer starting in that very
-instant would see the lock taken, so :func:`acquire` retries for a moment
-before it gives up.
+Readers (``gpt-tui runs``, ``attach``, ``stop``, the app) ask "is anyone
+holding it?" by trying a non-blocking *shared* lock for an instant: two
+readers probing at once never mistake each other for a trainer. A trainer
+starting in that very instant would see the lock taken, so :func:`acquire`
+retries for a moment before it gives up.
 
 flock is advisory and POSIX-only; where ``fcntl`` is missing (Windows) the
 lock is a no-op, no run can prove that it lives, and readers call a run
@@ -72,9 +73,10 @@ def _read_pid(fd: int) -> int | None:
     return int(words[0]) if words and words[0].isdigit() else None
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, mode: int | None = None) -> bool:
+    """Take the lock without waiting (exclusive unless ``mode`` says otherwise); False if a conflicting holder has it."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if mode is None else mode) | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
@@ -126,7 +128,7 @@ def holder(run_dir: str | Path) -> int | None:
     except OSError:
         return None  # no lock file: no trainer of this version ever ran here
     try:
-        if _try_lock(fd):
+        if _try_lock(fd, fcntl.LOCK_SH):  # only a trainer's exclusive lock refuses a shared probe
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         return _read_pid(fd) or 0

@@ -65,7 +65,7 @@ class SamplingConfig:
     length_penalty: float = option(
         1.0, float, refusal="length_penalty must be a finite number, got {value!r}.",
     )
-    quantize: str = option(  # int8: weight-only int8 copy of the model, bf16 activations (gpt_tui.engine.quantize)
+    quantize: str = option(  # int8: weight-only int8 copy of the model for decoding (gpt_tui.engine.quantize)
         "none", str, "decode with int8 weights (none: the model's own weights)", choices=QUANTIZE_CHOICES,
         label="Quantize", form_help="int8: about half the bytes per token of bf16",
         slash="quant", slash_order=7, slash_help=("/quant none|int8", "decode with int8 weights"),

@@ -160,8 +160,9 @@ class TrainConfig:
     )
     # the run that owns run_dir (gpt_tui.engine.ownership); set by the --detach launcher that made --run-dir
     run_id: str | None = option(None, str, optional=True, hidden=True)
-    drop_rate: float | None = option(  # None: the preset's
-        None, float, "dropout rate (default: the preset's)", optional=True, minimum=0, below=1,
+    drop_rate: float | None = option(  # None: the preset's, or by the --init-from rule (engine.train_start)
+        None, float, "dropout rate (default: the preset's; with --init-from, a gpt-tui checkpoint's own, 0.0 for "
+        "other weights, and the book's 0.1 with --recipe book)", optional=True, minimum=0, below=1,
     )
     recipe: str = option(  # "book": chapter 5's train_model_simple draw for draw (gpt_tui.engine.book_recipe)
         "gpt-tui", str, "gpt-tui (clipping, warmup and decay options, resumable anywhere) or book (chapter 5's "

@@ -7,6 +7,7 @@ bad combination costs a line of text, not a model's worth of memory.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from gpt_tui.engine.corpus_split import load_split
 from gpt_tui.engine.model import GPTConfig, GPTModel, tie_head
 from gpt_tui.engine.split_loaders import split_loaders
 from gpt_tui.engine.train_options import TrainConfig
+from gpt_tui.engine.weight_layouts import KIND_NATIVE
 from gpt_tui.engine.weights import LoadedModel, load_model
-from gpt_tui.errors import UserError
+from gpt_tui.errors import Notice, UserError
+from gpt_tui.textsafe import visible
 
 
 def resume_config(source: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -29,6 +32,7 @@ def resume_config(source: str, overrides: dict[str, Any] | None = None) -> Train
     path = ckpt.resolve_checkpoint_path(source)
     if book_checkpoint.is_torch_file(path):  # the book's model_and_optimizer.pth: it continues with the flags given
         return TrainConfig(**(overrides or {}))
+    book_checkpoint.refuse_foreign_safetensors(path)  # weights from elsewhere: say what they can be used for
     header = ckpt.read_header(path)
     stored = header.get("train_state", {}).get("train_config")
     if stored is None:
@@ -61,7 +65,7 @@ class StartingPoint:
 def starting_point(config: TrainConfig, resume_path: Path | None, init_from: str | None) -> StartingPoint:
     """Read the checkpoint or weights a run starts from; settles ``config.context_length``."""
     if resume_path is not None and book_checkpoint.is_torch_file(resume_path):
-        checkpoint = book_checkpoint.load_book_checkpoint(resume_path, config.recipe, config.drop_rate)
+        checkpoint = book_checkpoint.load_book_checkpoint(resume_path, config.recipe, config.drop_rate, config.seed)
     else:
         checkpoint = ckpt.load_checkpoint(resume_path, "cpu") if resume_path else None
     if checkpoint is not None and checkpoint.kind != "full":
@@ -72,9 +76,8 @@ def starting_point(config: TrainConfig, resume_path: Path | None, init_from: str
         model_config = checkpoint.config
     elif init_from:
         imported = load_model(init_from, "cpu")
-        model_config = imported.config
-        if config.drop_rate is not None:
-            model_config = model_config.with_(drop_rate=config.drop_rate)
+        model_config = imported.config.with_(drop_rate=_imported_drop_rate(config, imported))
+        _note_unused_state(init_from, imported)
     else:
         model_config = config.model_config()
     context = config.context_length or model_config.context_length
@@ -85,6 +88,38 @@ def starting_point(config: TrainConfig, resume_path: Path | None, init_from: str
         )
     config.context_length = context
     return StartingPoint(model_config, checkpoint, imported)
+
+
+def _imported_drop_rate(config: TrainConfig, imported: LoadedModel) -> float:
+    """The dropout a run from ``--init-from`` trains with: ``--drop-rate``, else the recipe's rule.
+
+    The book recipe trains as chapter 5 does (GPT_CONFIG_124M's 0.1); gpt-tui's
+    keeps the weights' own: a gpt-tui checkpoint's rate, 0.0 for weights from
+    elsewhere (fine-tuning pretrained weights, as the book's later chapters do).
+    A rate the file does not record is said in a note.
+    """
+    if config.drop_rate is not None:
+        return config.drop_rate
+    if config.recipe == "book":
+        rate, why = book_checkpoint.BOOK_DROP_RATE, "the book's, as --recipe book trains"
+    elif imported.kind == KIND_NATIVE:
+        return imported.config.drop_rate  # the rate it was trained (or imported) with, kept
+    else:
+        rate, why = imported.config.drop_rate, "imported weights fine-tune without dropout, as the book's later chapters do"
+    warnings.warn(Notice(f"dropout {rate:g} ({why}); --drop-rate sets another."))
+    return rate
+
+
+def _note_unused_state(source: str, imported: LoadedModel) -> None:
+    """``--init-from`` takes weights only: a file that holds more says so, and how to continue it instead."""
+    name = visible(source)
+    if imported.kind == KIND_NATIVE and imported.path.is_file() and ckpt.read_header(imported.path).get("kind") == "full":
+        warnings.warn(Notice(f"{name} is a gpt-tui training checkpoint (weights, AdamW state, step and generator); "
+                             f"--init-from uses only its weights and starts at step 0 with a fresh AdamW; "
+                             f"--resume {name} continues it."))
+    elif book_checkpoint.holds_optimizer_state(imported.path):
+        warnings.warn(Notice(f"{name} holds a model and its AdamW state (the book's model_and_optimizer.pth); --init-from "
+                             "uses only its weights and starts AdamW afresh; add --with-optimizer to continue its AdamW state too."))
 
 
 def training_data(config: TrainConfig, world_size: int, *, pin_memory: bool, progress: Any = None) -> DataSplits:

@@ -98,6 +98,20 @@ class TrainStep:
             return self.module.no_sync()  # type: ignore[operator]
         return contextlib.nullcontext()
 
+    def _cast_regions(self) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        """With micro-batches under autocast: one region around them all, and autocast off for each backward.
+
+        autocast keeps the low-precision copies of the weights it casts until
+        its outermost region ends, so a region per micro-batch cast every
+        weight again for each one. The weights change only at the optimizer
+        step: one region per step casts each of them once, to the same bits.
+        The backward passes run outside autocast, as they do without it.
+        """
+        if self.grad_accum > 1 and isinstance(self.autocast, torch.autocast):
+            device_type = self.autocast.device
+            return torch.autocast(device_type, dtype=self.autocast.fast_dtype), torch.autocast(device_type, enabled=False)
+        return contextlib.nullcontext(), contextlib.nullcontext()
+
     def __call__(self, batches: Batches, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Take the next micro-batches and update the weights at ``lr``; the summed loss and the gradient norm.
 
@@ -107,14 +121,17 @@ class TrainStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        for micro in range(self.grad_accum):
-            inputs, targets = next(batches)
-            inputs = inputs.to(self.device, non_blocking=True)
-            targets = targets.to(self.device, non_blocking=True)
-            with self._grad_sync(micro == self.grad_accum - 1):
-                loss = calc_loss_batch(self.module, inputs, targets, autocast=self.autocast) / self.grad_accum
-                loss.backward()
-            loss_sum += loss.detach()
+        step_region, backward_region = self._cast_regions()
+        with step_region:
+            for micro in range(self.grad_accum):
+                inputs, targets = next(batches)
+                inputs = inputs.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
+                with self._grad_sync(micro == self.grad_accum - 1):
+                    loss = calc_loss_batch(self.module, inputs, targets, autocast=self.autocast) / self.grad_accum
+                    with backward_region:
+                        loss.backward()
+                loss_sum += loss.detach()
         grad_norm = clip_gradients(self.model, self.grad_clip, self.device)
         self.optimizer.step()
         return loss_sum, grad_norm

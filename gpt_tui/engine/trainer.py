@@ -7,7 +7,7 @@ step, epoch, position inside the epoch, RNG — goes into each full checkpoint.
 
 The loop is here; its parts each live in a module of their own: where a run
 starts (train_start), one optimizer step (train_step), the losses and samples
-it reports (evaluation), its counters (train_progress), the requests made of
+it reports (evaluation) and when (eval_schedule), its counters (train_progress), the requests made of
 it (run_control) and the folder it owns (run_directory).
 """
 
@@ -30,6 +30,7 @@ from gpt_tui.engine.batches import DataSplits
 from gpt_tui.engine.best_checkpoint import BestKeeper
 from gpt_tui.engine.checkpoint_schedule import CheckpointSchedule
 from gpt_tui.engine.device import resolve_device
+from gpt_tui.engine.eval_schedule import epoch_of_last_update, evaluates_after, final_evaluation_due
 from gpt_tui.engine.evaluation import eval_interval, sample_text, split_losses
 from gpt_tui.engine.events import (
     CheckpointEvent,
@@ -343,7 +344,7 @@ class Trainer:
                     f"The loss became {loss_value} at step {progress.step}; training stopped and the last good checkpoint is kept. "
                     "Lower --lr or set --grad-clip 1.0."
                 )
-            if progress.step % eval_every == 0:
+            if evaluates_after(progress.step, eval_every):  # the book's schedule: after updates 1, 1 + k, ...
                 self._evaluate(autocast)
             if progress.batch_in_epoch + cfg.grad_accum > len(splits.train):
                 self._end_epoch()
@@ -353,7 +354,7 @@ class Trainer:
                 if progress.step < total_steps:
                     self.save()
         else:
-            if progress.step % eval_every != 0:
+            if final_evaluation_due(progress.step, eval_every, resumed_step or 0):
                 self._evaluate(autocast)
         if reason == "stopped" and self._saved_step == progress.step:
             # Stopped right after a periodic save: that checkpoint is this state; writing it twice only delays the exit.
@@ -376,8 +377,9 @@ class Trainer:
         assert self.model is not None and self._splits is not None and self._device is not None
         losses = split_losses(self.model, self._splits, self._device, self.config, autocast, self.dist)
         self._best.evaluated(self.progress, losses.val_loss, self.request_stop)  # a new best; --early-stop may stop the run
-        epoch, tokens = self.progress.epoch + 1, self.progress.tokens_seen
-        self._emit(EvalEvent(step=self.step, epoch=epoch, tokens_seen=tokens, **losses.event_fields()))
+        progress = self.progress
+        epoch = epoch_of_last_update(progress.epoch, progress.batch_in_epoch, progress.step)
+        self._emit(EvalEvent(step=progress.step, epoch=epoch, tokens_seen=progress.tokens_seen, **losses.event_fields()))
 
     def _sample(self) -> None:
         if not self.config.sample_tokens or not self.config.start_context or not self.dist.is_main:
