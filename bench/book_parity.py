@@ -49,6 +49,22 @@ DEFAULT_TEXT = REPO.parent / "shared" / "data" / "the-verdict.txt"
 DEFAULT_BOOK_PATH = f"/tmp/bookenv/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 
 
+def book_loaders(text_path: str):  # noqa: ANN201  (the book's DataLoaders)
+    """The notebook's split and loaders, after its ``torch.manual_seed(123)``."""
+    import torch
+    from llms_from_scratch.ch02 import create_dataloader_v1
+
+    text_data = Path(text_path).read_text(encoding="utf-8")
+    split_idx = int(0.90 * len(text_data))
+    train_data, val_data = text_data[:split_idx], text_data[split_idx:]
+    torch.manual_seed(123)
+    train_loader = create_dataloader_v1(train_data, batch_size=2, max_length=256, stride=256, drop_last=True,
+                                        shuffle=True, num_workers=0)
+    val_loader = create_dataloader_v1(val_data, batch_size=2, max_length=256, stride=256, drop_last=False,
+                                      shuffle=False, num_workers=0)
+    return train_loader, val_loader
+
+
 def book_side(text_path: str, epochs: int, save_to: str | None) -> None:
     """The notebook's cells that draw random numbers or print, in the notebook's order."""
     import tiktoken
@@ -58,7 +74,6 @@ def book_side(text_path: str, epochs: int, save_to: str | None) -> None:
 
     # tiktoken fetches GPT-2's files on first use; gpt-tui ships the same files (tiktoken's hashes), offline
     tiktoken.get_encoding = lambda name: get_tokenizer()
-    from llms_from_scratch.ch02 import create_dataloader_v1
     from llms_from_scratch.ch04 import GPTModel
     from llms_from_scratch.ch05 import calc_loss_loader, train_model_simple
 
@@ -67,14 +82,7 @@ def book_side(text_path: str, epochs: int, save_to: str | None) -> None:
     torch.manual_seed(123)
     model = GPTModel(cfg)
     model.eval()
-    text_data = Path(text_path).read_text(encoding="utf-8")
-    split_idx = int(0.90 * len(text_data))
-    train_data, val_data = text_data[:split_idx], text_data[split_idx:]
-    torch.manual_seed(123)
-    train_loader = create_dataloader_v1(train_data, batch_size=2, max_length=256, stride=256, drop_last=True,
-                                        shuffle=True, num_workers=0)
-    val_loader = create_dataloader_v1(val_data, batch_size=2, max_length=256, stride=256, drop_last=False,
-                                      shuffle=False, num_workers=0)
+    train_loader, val_loader = book_loaders(text_path)
     device = torch.device("cpu")
     model.to(device)
     torch.manual_seed(123)
@@ -102,7 +110,6 @@ def book_continue(text_path: str, epochs: int, from_file: str) -> None:
 
     tiktoken.get_encoding = lambda name: get_tokenizer()
     from llms_from_scratch import ch05
-    from llms_from_scratch.ch02 import create_dataloader_v1
     from llms_from_scratch.ch04 import GPTModel
 
     batch_loss = ch05.calc_loss_batch
@@ -123,14 +130,7 @@ def book_continue(text_path: str, epochs: int, from_file: str) -> None:
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    text_data = Path(text_path).read_text(encoding="utf-8")
-    split_idx = int(0.90 * len(text_data))
-    train_data, val_data = text_data[:split_idx], text_data[split_idx:]
-    torch.manual_seed(123)
-    train_loader = create_dataloader_v1(train_data, batch_size=2, max_length=256, stride=256, drop_last=True,
-                                        shuffle=True, num_workers=0)
-    val_loader = create_dataloader_v1(val_data, batch_size=2, max_length=256, stride=256, drop_last=False,
-                                      shuffle=False, num_workers=0)
+    train_loader, val_loader = book_loaders(text_path)
     model.eval()
     torch.manual_seed(123)
     with torch.no_grad():

@@ -87,3 +87,27 @@ def corpus_and_init(tmp_path):
     init = tmp_path / "init.safetensors"
     save_checkpoint(init, model)
     return corpus, init
+
+
+@pytest.fixture
+def forward_dtypes(monkeypatch):
+    """The autocast dtype each forward pass ran under (None: plain fp32); a calibration that measures fails the test."""
+    import torch
+
+    from gpt_tui.engine import calibration as cal
+    from gpt_tui.engine.model import GPTModel
+
+    seen: list = []
+    forward = GPTModel.forward
+
+    def recording(self, *args, **kwargs):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return forward(self, *args, **kwargs)
+
+    def no_measure() -> cal.Calibration:
+        raise AssertionError("the calibration measured instead of reading the crafted cache")
+
+    monkeypatch.setattr(GPTModel, "forward", recording)
+    monkeypatch.setattr(cal, "measure", no_measure)
+    monkeypatch.setattr(cal, "_memo", {})  # nothing remembered from an earlier test's cache
+    return seen

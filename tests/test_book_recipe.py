@@ -19,6 +19,7 @@ from gpt_tui.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.tokenizer import encode
 from gpt_tui.engine.train_options import TrainConfig
+from book_names import book_names
 from textgen import sample_text
 
 SMALL = GPTConfig(vocab_size=50257, context_length=8, emb_dim=8, n_layers=2, n_heads=2, drop_rate=0.1)
@@ -123,24 +124,6 @@ def test_step_numbering_and_lines_are_the_books(tmp_path, capsys, corpus_and_ini
     assert [g for g in got if g[0] == "eval"] == [e for e in expected if e[0] == "eval"]
 
 
-def _book_names(model: GPTModel) -> dict[str, torch.Tensor]:
-    """gpt-tui's parameters under the book's names, q, k and v split: how the book's state_dict reads."""
-    d, out = model.config.emb_dim, {}
-    out["tok_emb.weight"], out["pos_emb.weight"] = model.tok_emb.weight, model.pos_emb.weight
-    for i, block in enumerate(model.blocks):
-        src = f"trf_blocks.{i}."
-        for j, name in enumerate(("W_query", "W_key", "W_value")):
-            out[f"{src}att.{name}.weight"] = block.attn.qkv.weight[j * d:(j + 1) * d]
-        out[f"{src}att.out_proj.weight"], out[f"{src}att.out_proj.bias"] = block.attn.proj.weight, block.attn.proj.bias
-        out[f"{src}ff.layers.0.weight"], out[f"{src}ff.layers.0.bias"] = block.mlp.fc.weight, block.mlp.fc.bias
-        out[f"{src}ff.layers.2.weight"], out[f"{src}ff.layers.2.bias"] = block.mlp.proj.weight, block.mlp.proj.bias
-        out[f"{src}norm1.scale"], out[f"{src}norm1.shift"] = block.ln1.weight, block.ln1.bias
-        out[f"{src}norm2.scale"], out[f"{src}norm2.shift"] = block.ln2.weight, block.ln2.bias
-    out["final_norm.scale"], out["final_norm.shift"] = model.ln_f.weight, model.ln_f.bias
-    out["out_head.weight"] = model.head.weight
-    return out
-
-
 @pytest.mark.parametrize("flags", [["--resume"], ["--with-optimizer", "--init-from"]])
 def test_resuming_the_books_checkpoint_continues_its_adamw_state(tmp_path, flags):
     torch.manual_seed(5)
@@ -164,7 +147,7 @@ def test_resuming_the_books_checkpoint_continues_its_adamw_state(tmp_path, flags
     for _ in range(3):
         step(model, optimizer)
     # the book's state_dict keeps q, k, v apart: rebuild its optimizer state by its own parameter order
-    names = list(_book_names(model))
+    names = list(book_names(model))
     d = config.emb_dim
     by_param = dict(zip([n for n, _ in model.named_parameters()], optimizer.state_dict()["state"].values()))
     book_state, book_moments = {}, {}
@@ -199,7 +182,7 @@ def test_a_plain_state_dict_cannot_be_resumed_and_says_what_it_is(tmp_path, caps
     torch.manual_seed(0)
     model = GPTModel(GPTConfig(vocab_size=50257, context_length=8, emb_dim=8, n_layers=1, n_heads=2))
     path = tmp_path / "weights.pth"
-    torch.save({k: v for k, v in _book_names(model).items()}, path)
+    torch.save({k: v for k, v in book_names(model).items()}, path)
     corpus = tmp_path / "c.txt"
     corpus.write_text(sample_text(40, seed=9), encoding="utf-8")
     code = main(["train", "--data", str(corpus), "--resume", str(path), "--run-dir", str(tmp_path / "run"), "--quiet"])

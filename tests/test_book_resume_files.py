@@ -16,6 +16,7 @@ from gpt_tui.engine.book_model import book_loss
 from gpt_tui.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gpt_tui.engine.model import GPTConfig, GPTModel
 from gpt_tui.engine.train_options import TrainConfig
+from book_names import book_names
 from textgen import sample_text
 
 CONFIG = GPTConfig(vocab_size=50257, context_length=8, emb_dim=8, n_layers=1, n_heads=2, drop_rate=0.1)
@@ -23,23 +24,8 @@ FLAGS = (["--resume"], ["--with-optimizer", "--init-from"])
 
 
 def _book_layout(model: GPTModel) -> dict[str, torch.Tensor]:
-    """The book's state_dict of ``model``: its names, q, k and v apart, the causal-mask buffers too."""
-    d, out = model.config.emb_dim, {}
-    out["tok_emb.weight"], out["pos_emb.weight"] = model.tok_emb.weight, model.pos_emb.weight
-    for i, block in enumerate(model.blocks):
-        src = f"trf_blocks.{i}."
-        for j, name in enumerate(("W_query", "W_key", "W_value")):
-            out[f"{src}att.{name}.weight"] = block.attn.qkv.weight[j * d:(j + 1) * d]
-        out[f"{src}att.out_proj.weight"], out[f"{src}att.out_proj.bias"] = block.attn.proj.weight, block.attn.proj.bias
-        out[f"{src}ff.layers.0.weight"], out[f"{src}ff.layers.0.bias"] = block.mlp.fc.weight, block.mlp.fc.bias
-        out[f"{src}ff.layers.2.weight"], out[f"{src}ff.layers.2.bias"] = block.mlp.proj.weight, block.mlp.proj.bias
-        out[f"{src}norm1.scale"], out[f"{src}norm1.shift"] = block.ln1.weight, block.ln1.bias
-        out[f"{src}norm2.scale"], out[f"{src}norm2.shift"] = block.ln2.weight, block.ln2.bias
-        n = model.config.context_length
-        out[f"{src}att.mask"] = torch.triu(torch.ones(n, n), diagonal=1)
-    out["final_norm.scale"], out["final_norm.shift"] = model.ln_f.weight, model.ln_f.bias
-    out["out_head.weight"] = model.head.weight
-    return {k: v.detach().clone() for k, v in out.items()}
+    """The book's state_dict of ``model``, the causal-mask buffers too, as tensors of their own."""
+    return {k: v.detach().clone() for k, v in book_names(model, masks=True).items()}
 
 
 def _book_file(model: GPTModel, optimizer: torch.optim.Optimizer, path: Path) -> Path:

@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
+from calibration_fakes import BF16_FASTER, BF16_SLOWER
+from calibration_fakes import craft_calibration as _craft
 from gpt_tui.cli import main
-from gpt_tui.engine import calibration as cal
-from gpt_tui.engine.model import GPTModel
-
-BF16_FASTER = {"fp32_gflops": 100.0, "bf16_gflops": 400.0, "fp32_row_gbps": 20.0, "bf16_row_gbps": 8.0}
-BF16_SLOWER = {"fp32_gflops": 100.0, "bf16_gflops": 90.0, "fp32_row_gbps": 10.0, "bf16_row_gbps": 9.0}
-
-
-def _craft(figures: dict[str, float]) -> None:
-    path = cal.cache_dir() / cal.CALIBRATION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": 1, "machines": {cal.machine_key(): figures}}), encoding="utf-8")
-
-
-@pytest.fixture
-def forward_dtypes(monkeypatch):
-    """The autocast dtype each forward pass of the model ran under (None: plain fp32); measuring would fail the test."""
-    seen: list[torch.dtype | None] = []
-    forward = GPTModel.forward
-
-    def recording(self, *args, **kwargs):
-        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-        return forward(self, *args, **kwargs)
-
-    def no_measure() -> cal.Calibration:
-        raise AssertionError("the calibration measured instead of reading the crafted cache")
-
-    monkeypatch.setattr(GPTModel, "forward", recording)
-    monkeypatch.setattr(cal, "measure", no_measure)
-    monkeypatch.setattr(cal, "_memo", {})  # a folder name can come round again in the next test
-    return seen
 
 
 def _eval(corpus, init, *extra: str) -> int:
